@@ -1,0 +1,256 @@
+/*
+ * sharpinfer.h: the C ABI of libsharpinfer, the one contract between native kernels and
+ * the managed runtime.
+ *
+ * Conventions (every export follows them):
+ *  - Every export returns an si_status (0 = SI_OK). On failure, si_last_error() gives a
+ *    human-readable message for the calling thread. Nothing here aborts, exits or throws
+ *    across the boundary.
+ *  - Opaque handles come in create/destroy pairs. Destroy accepts NULL.
+ *  - The caller allocates every output and workspace. Pointers given to an op live in the
+ *    context's memory space: host memory for the ref and cpu backends, device memory for
+ *    the cuda backend (allocated by the caller through the CUDA driver API).
+ *  - Only fixed-width types cross (pointers are 64-bit); structs are ordered by field size
+ *    and their sizes are static_asserted in native/src/api/abi_layout.cpp and mirrored in
+ *    interop/NativeMethods.cs.
+ *  - Inputs are validated once at the entry point; kernels trust them. Shape errors return
+ *    SI_ERR_INVALID_ARGUMENT, a dtype or size a backend lacks returns SI_ERR_UNSUPPORTED.
+ *  - Thread safety: a context may be used by one thread at a time; different contexts are
+ *    independent. Ops on a cuda context are asynchronous on its stream: call
+ *    si_context_synchronize before reading results.
+ *  - Matrices are row-major. "stride" fields count elements (not bytes) between rows.
+ */
+#ifndef SHARPINFER_H
+#define SHARPINFER_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SI_API __declspec(dllexport)
+#else
+#define SI_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped on any change to a signature, struct layout or enum value below. */
+#define SI_ABI_VERSION 1
+
+typedef int32_t si_status;
+enum {
+    SI_OK = 0,
+    SI_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad shape, out-of-range value */
+    SI_ERR_UNSUPPORTED = 2,      /* valid request this backend cannot run (dtype, head dim) */
+    SI_ERR_OUT_OF_MEMORY = 3,    /* host or device allocation failed */
+    SI_ERR_NO_DEVICE = 4,        /* cuda backend: no usable CUDA device or driver */
+    SI_ERR_DEVICE = 5,           /* cuda backend: a CUDA call failed */
+    SI_ERR_NOT_COMPILED = 6,     /* backend not compiled into this build of the library */
+    SI_ERR_INTERNAL = 7          /* a bug: please report with the message */
+};
+
+typedef int32_t si_dtype;
+enum {
+    SI_DTYPE_F32 = 0,
+    SI_DTYPE_F16 = 1,  /* IEEE binary16 */
+    SI_DTYPE_BF16 = 2, /* bfloat16: the top 16 bits of an f32 */
+    SI_DTYPE_I32 = 3,
+    SI_DTYPE_I8 = 4
+};
+
+typedef int32_t si_backend;
+enum {
+    SI_BACKEND_REF = 0, /* naive scalar oracle, single-threaded */
+    SI_BACKEND_CPU = 1, /* SIMD (AVX-512 or AVX2 chosen at run time) and threads */
+    SI_BACKEND_CUDA = 2 /* NVIDIA GPUs, sm_80 and newer */
+};
+
+typedef int32_t si_rope_layout;
+enum {
+    /* Rotate (x[2i], x[2i+1]): Meta/llama2.c order, as GGUF stores q/k. */
+    SI_ROPE_ADJACENT_PAIRS = 0,
+    /* Rotate (x[i], x[i + rotary_dim/2]): Hugging Face rotate_half order. */
+    SI_ROPE_ROTATE_HALF = 1
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Library
+ * ------------------------------------------------------------------------------------- */
+
+/* Writes SI_ABI_VERSION of the loaded library. Managed code refuses a mismatch. */
+SI_API si_status si_abi_version(int32_t* out_version);
+
+/* Message for the last failed call on this thread ("" if none). The pointer stays valid
+ * until the next si_* call on the same thread. */
+SI_API si_status si_last_error(const char** out_message);
+
+/* Writes 1 if the backend is compiled into this library, else 0. (Compiled is not usable:
+ * the cuda backend also needs a device; si_context_create reports SI_ERR_NO_DEVICE.) */
+SI_API si_status si_backend_compiled(si_backend backend, int32_t* out_compiled);
+
+/* Static description of this build: version, compiled backends, CPU features detected.
+ * The string is owned by the library and lives as long as it is loaded. */
+SI_API si_status si_build_info(const char** out_info);
+
+/* ---------------------------------------------------------------------------------------
+ * Context: a backend instance (thread pool for cpu, device + stream for cuda).
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct si_context si_context;
+
+typedef struct si_context_options {
+    si_backend backend;
+    int32_t num_threads;    /* cpu: worker threads, 0 = all hardware threads; else ignored */
+    int32_t device_ordinal; /* cuda: device index; else ignored */
+    int32_t reserved;       /* must be 0 */
+} si_context_options;
+
+/* Returns SI_ERR_NOT_COMPILED, SI_ERR_NO_DEVICE (cuda without device/driver),
+ * SI_ERR_OUT_OF_MEMORY or SI_ERR_INVALID_ARGUMENT. */
+SI_API si_status si_context_create(const si_context_options* options, si_context** out_context);
+SI_API si_status si_context_destroy(si_context* context);
+/* Waits for all work queued on the context (no-op on host backends). */
+SI_API si_status si_context_synchronize(si_context* context);
+/* Number of live contexts in this process: tests assert it returns to zero. */
+SI_API si_status si_live_context_count(int32_t* out_count);
+
+/* ---------------------------------------------------------------------------------------
+ * Ops for a Llama-family forward pass. Activations are f32; weights may be f32/f16/bf16.
+ * ------------------------------------------------------------------------------------- */
+
+/* out[t, :] = f32(table[ids[t], :]). ids must lie in [0, vocab): ref/cpu return
+ * SI_ERR_INVALID_ARGUMENT otherwise; cuda writes zeros for such rows. */
+typedef struct si_embedding_params {
+    const void* table;   /* [vocab, dim] in table_dtype */
+    const int32_t* ids;  /* [n_tokens] */
+    float* out;          /* [n_tokens, dim], row stride dim */
+    si_dtype table_dtype; /* F32, F16, BF16 */
+    int32_t vocab;
+    int32_t dim;
+    int32_t n_tokens;
+} si_embedding_params;
+SI_API si_status si_embedding(si_context* ctx, const si_embedding_params* p);
+
+/* out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight. out may alias x. */
+typedef struct si_rms_norm_params {
+    const float* x;      /* [rows, dim], row stride x_stride */
+    const float* weight; /* [dim] */
+    float* out;          /* [rows, dim], row stride out_stride */
+    int64_t x_stride;
+    int64_t out_stride;
+    int32_t rows;
+    int32_t dim;
+    float eps;
+    int32_t reserved;
+} si_rms_norm_params;
+SI_API si_status si_rms_norm(si_context* ctx, const si_rms_norm_params* p);
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]). w is stored one output channel per row,
+ * as GGUF and Hugging Face store linear weights. y must not alias x. */
+typedef struct si_matmul_params {
+    const float* x;    /* [m, k], row stride x_stride */
+    const void* w;     /* [n, k] in w_dtype, row stride k */
+    const float* bias; /* [n] or NULL */
+    float* y;          /* [m, n], row stride y_stride */
+    int64_t x_stride;
+    int64_t y_stride;
+    int32_t m;
+    int32_t n;
+    int32_t k;
+    si_dtype w_dtype; /* F32, F16, BF16 */
+} si_matmul_params;
+SI_API si_status si_matmul(si_context* ctx, const si_matmul_params* p);
+
+/* Rotary position embedding in place on the first rotary_dim elements of every head.
+ * Pair i (0 <= i < rotary_dim/2) is rotated by angle
+ *   positions[t] * freq_scale * freq_base^(-2i / rotary_dim).
+ * The layout says which two elements form pair i (see si_rope_layout). */
+typedef struct si_rope_params {
+    float* x;                 /* [n_tokens, n_heads, head_dim], token stride token_stride */
+    const int32_t* positions; /* [n_tokens], >= 0 */
+    int64_t token_stride;     /* elements between consecutive tokens (>= n_heads*head_dim) */
+    int32_t n_tokens;
+    int32_t n_heads;
+    int32_t head_dim;
+    int32_t rotary_dim; /* even, <= head_dim */
+    float freq_base;
+    float freq_scale;
+    si_rope_layout layout;
+    int32_t reserved;
+} si_rope_params;
+SI_API si_status si_rope(si_context* ctx, const si_rope_params* p);
+
+/* Causal attention of n_q new query tokens of one sequence over its contiguous KV cache of
+ * n_ctx tokens (the n_q new tokens are the last n_q of the cache). Query i sits at position
+ * n_ctx - n_q + i and attends to keys 0..that position. Grouped-query: query head h reads
+ * KV head h / (n_heads / n_kv_heads). out = softmax(scale * q k^T) v, accumulated in f32.
+ * Cache rows at positions >= n_ctx are never read. */
+typedef struct si_attention_params {
+    const float* q;       /* [n_q, n_heads, head_dim], token stride q_stride */
+    const float* k_cache; /* [>= n_ctx, n_kv_heads, head_dim], token stride kv_stride */
+    const float* v_cache; /* [>= n_ctx, n_kv_heads, head_dim], token stride kv_stride */
+    float* out;           /* [n_q, n_heads, head_dim], token stride out_stride */
+    int64_t q_stride;
+    int64_t kv_stride;
+    int64_t out_stride;
+    int32_t n_q;   /* 1 <= n_q <= n_ctx */
+    int32_t n_ctx;
+    int32_t n_heads; /* multiple of n_kv_heads */
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    float scale; /* usually 1/sqrt(head_dim) */
+} si_attention_params;
+SI_API si_status si_attention(si_context* ctx, const si_attention_params* p);
+
+/* out = silu(gate) * up, elementwise, silu(g) = g / (1 + exp(-g)). out may alias either. */
+typedef struct si_swiglu_params {
+    const float* gate; /* [rows, n], row stride gate_stride */
+    const float* up;   /* [rows, n], row stride up_stride */
+    float* out;        /* [rows, n], row stride out_stride */
+    int64_t gate_stride;
+    int64_t up_stride;
+    int64_t out_stride;
+    int32_t rows;
+    int32_t n;
+} si_swiglu_params;
+SI_API si_status si_swiglu(si_context* ctx, const si_swiglu_params* p);
+
+/* out = a + b elementwise over n contiguous elements (the residual add). out may alias. */
+typedef struct si_add_params {
+    const float* a;
+    const float* b;
+    float* out;
+    int64_t n;
+} si_add_params;
+SI_API si_status si_add(si_context* ctx, const si_add_params* p);
+
+/* out[r, :] = softmax(x[r, :] * inv_temperature), max-subtracted, in f32. out may alias x. */
+typedef struct si_softmax_params {
+    const float* x; /* [rows, n], row stride x_stride */
+    float* out;     /* [rows, n], row stride out_stride */
+    int64_t x_stride;
+    int64_t out_stride;
+    int32_t rows;
+    int32_t n;
+    float inv_temperature; /* > 0 */
+    int32_t reserved;
+} si_softmax_params;
+SI_API si_status si_softmax(si_context* ctx, const si_softmax_params* p);
+
+/* out[r] = index of the largest x[r, :]; ties go to the lowest index; NaN never wins
+ * unless the whole row is NaN (then 0). */
+typedef struct si_argmax_params {
+    const float* x; /* [rows, n], row stride x_stride */
+    int32_t* out;   /* [rows] */
+    int64_t x_stride;
+    int32_t rows;
+    int32_t n;
+} si_argmax_params;
+SI_API si_status si_argmax(si_context* ctx, const si_argmax_params* p);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHARPINFER_H */

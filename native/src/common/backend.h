@@ -1,0 +1,40 @@
+// backend.h: the interface every backend (ref, cpu, cuda) implements, one method per op.
+// The ABI entry points (api/ops.cpp) validate arguments once and then call these, so
+// implementations may trust their inputs. Each method returns SI_OK, SI_ERR_UNSUPPORTED
+// for a case the backend lacks (with a message naming it), or a device error.
+#pragma once
+
+#include <sharpinfer/sharpinfer.h>
+
+#include <memory>
+
+namespace si {
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const char* name() const = 0;
+    virtual si_status synchronize() { return SI_OK; }
+
+    virtual si_status embedding(const si_embedding_params& p) = 0;
+    virtual si_status rms_norm(const si_rms_norm_params& p) = 0;
+    virtual si_status matmul(const si_matmul_params& p) = 0;
+    virtual si_status rope(const si_rope_params& p) = 0;
+    virtual si_status attention(const si_attention_params& p) = 0;
+    virtual si_status swiglu(const si_swiglu_params& p) = 0;
+    virtual si_status add(const si_add_params& p) = 0;
+    virtual si_status softmax(const si_softmax_params& p) = 0;
+    virtual si_status argmax(const si_argmax_params& p) = 0;
+};
+
+// Factories, one per backend (defined in ref/backend.cpp, cpu/backend.cpp, cuda/backend.cu).
+namespace ref { si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
+namespace cpu { si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
+namespace cuda { si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
+
+}  // namespace si
+
+struct si_context {
+    si_backend kind;
+    std::unique_ptr<si::Backend> backend;
+};
