@@ -1,0 +1,53 @@
+// CliApp.cs: builds the command tree and maps failures to readable messages and exit codes.
+using System.CommandLine;
+using SharpInfer.Cli.Commands;
+using SharpInfer.Interop;
+using SharpInfer.Llama;
+using SharpInfer.Models;
+
+namespace SharpInfer.Cli;
+
+public static class CliApp
+{
+    /// <summary>Runs the CLI with the given output writers (tests pass their own).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand(
+            "SharpInfer: LLM inference for .NET on hand-written CPU and CUDA kernels.\n" +
+            "Models: GGUF files (F32/F16/BF16) or Hugging Face folders (config.json + safetensors), Llama family.");
+        root.Subcommands.Add(GenerateCommand.Create(stdout, stderr));
+        root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
+        root.Subcommands.Add(MakeModelCommand.Create(stdout, stderr));
+        root.Subcommands.Add(InfoCommand.Create(stdout, stderr));
+
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return root.Parse(args).Invoke(config);
+        }
+        catch (Exception e)
+        {
+            return Report(e, stderr);
+        }
+    }
+
+    /// <summary>Prints one readable line (no stack trace) for expected failures.</summary>
+    internal static int Report(Exception e, TextWriter stderr)
+    {
+        (string kind, int code) = e switch
+        {
+            ModelFormatException => ("model error", ExitCodes.BadInput),
+            ContextOverflowException => ("prompt too long", ExitCodes.BadInput),
+            ArgumentException => ("invalid argument", ExitCodes.BadInput),
+            FileNotFoundException or DirectoryNotFoundException => ("not found", ExitCodes.BadInput),
+            UnauthorizedAccessException or IOException => ("I/O error", ExitCodes.BadInput),
+            NativeLibraryException => ("native library", ExitCodes.RuntimeUnavailable),
+            NoDeviceException or BackendNotCompiledException or UnsupportedOperationException => ("backend", ExitCodes.RuntimeUnavailable),
+            SharpInferException => ("runtime error", ExitCodes.RuntimeUnavailable),
+            _ => ("internal error", ExitCodes.InternalError),
+        };
+        stderr.WriteLine($"sharpinfer: {kind}: {e.Message}");
+        if (code == ExitCodes.InternalError) stderr.WriteLine(e.ToString());
+        return code;
+    }
+}
