@@ -67,7 +67,7 @@ internal static class BenchCommand
                 if (parse.GetValue(common.Json))
                 {
                     using var buffer = new MemoryStream();
-                    using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+                    using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
                     {
                         w.WriteStartObject();
                         w.WriteString("model", loaded.Checkpoint.SourcePath);

@@ -33,7 +33,7 @@ internal sealed class LogitsDump(string path, int vocabSize) : IDisposable
     {
         _rows.Flush();
         using var sidecar = new FileStream(path + ".json", FileMode.Create, FileAccess.Write);
-        using var w = new Utf8JsonWriter(sidecar, new JsonWriterOptions { Indented = true });
+        using var w = new Utf8JsonWriter(sidecar, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         w.WriteStartObject();
         w.WriteString("file", Path.GetFileName(path));
         w.WriteString("dtype", "float32");

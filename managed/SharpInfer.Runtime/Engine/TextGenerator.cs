@@ -87,6 +87,7 @@ public sealed class TextGenerator(LlamaModel model, TextTokenizer tokenizer)
             model.Forward([next], cache, last);
             onLogits?.Invoke(cache.Length - 1, next, last);
         }
+        if (finish != FinishReason.StopString) Emit(stops.Push(decoder.Flush()));
         Emit(stops.Flush());
         return new GenerationResult(text.ToString(), promptTokens, generated, finish, prefill, clock.Elapsed);
     }

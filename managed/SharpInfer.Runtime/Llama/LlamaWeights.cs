@@ -8,7 +8,14 @@ using SharpInfer.Tensors;
 namespace SharpInfer.Llama;
 
 /// <summary>A linear layer's weight [Out, In] (one output channel per row) and optional bias.</summary>
-internal readonly unsafe record struct LinearWeight(void* Data, SiDType DType, int Out, int In, float* Bias);
+internal readonly unsafe struct LinearWeight(void* data, SiDType dtype, int outFeatures, int inFeatures, float* bias)
+{
+    public readonly void* Data = data;
+    public readonly SiDType DType = dtype;
+    public readonly int Out = outFeatures;
+    public readonly int In = inFeatures;
+    public readonly float* Bias = bias;
+}
 
 internal sealed unsafe class LayerWeights
 {

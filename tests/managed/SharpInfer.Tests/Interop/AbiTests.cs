@@ -46,12 +46,13 @@ public class AbiTests
     public unsafe void BadShape_BecomesTypedException_WithNativeMessage()
     {
         using var ctx = new NativeContext(SiBackend.Cpu, 1);
-        float x = 0, w = 0, y = 0;
+        using var buffer = new SharpInfer.Tensors.HostBuffer<float>(3);
+        float* p = buffer.Pointer;
         var e = Assert.Throws<NativeArgumentException>(() =>
-            ctx.Matmul(new SiMatmulParams { X = &x, W = &w, Y = &y, M = 1, N = 1, K = 0, XStride = 1, YStride = 1 }));
+            ctx.Matmul(new SiMatmulParams { X = p, W = p + 1, Y = p + 2, M = 1, N = 1, K = 0, XStride = 1, YStride = 1 }));
         Assert.Contains("si_matmul", e.Message);
         var u = Assert.Throws<UnsupportedOperationException>(() =>
-            ctx.Matmul(new SiMatmulParams { X = &x, W = &w, Y = &y, M = 1, N = 1, K = 1, XStride = 1, YStride = 1, WDType = SiDType.I8 }));
+            ctx.Matmul(new SiMatmulParams { X = p, W = p + 1, Y = p + 2, M = 1, N = 1, K = 1, XStride = 1, YStride = 1, WDType = SiDType.I8 }));
         Assert.Contains("dtype", u.Message);
     }
 

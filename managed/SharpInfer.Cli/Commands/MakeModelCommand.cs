@@ -1,0 +1,51 @@
+// MakeModelCommand.cs: `sharpinfer make-model`: write a random-weight Llama GGUF with real
+// model shapes, for benchmarks and tests on machines without downloaded models.
+using System.CommandLine;
+using SharpInfer.Models;
+using Spectre.Console;
+
+namespace SharpInfer.Cli.Commands;
+
+internal static class MakeModelCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var output = new Option<string>("--out", "-o") { Description = "GGUF file to write.", Required = true };
+        var shape = new Option<string>("--shape")
+        {
+            Description = "Model dimensions: tinyllama-1.1b (22 layers, hidden 2048, vocab 32000) or tiny (2 layers, hidden 64).",
+            DefaultValueFactory = _ => "tinyllama-1.1b",
+        };
+        shape.AcceptOnlyFromAmong("tinyllama-1.1b", "tiny");
+        var dtype = new Option<string>("--dtype") { Description = "Storage of the weight matrices: f32 or f16.", DefaultValueFactory = _ => "f16" };
+        dtype.AcceptOnlyFromAmong("f32", "f16");
+        var seed = new Option<int>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 1 };
+        var tokenizerFrom = new Option<string?>("--tokenizer-from")
+        {
+            Description = "Take the vocabulary from this model (GGUF or HF folder) instead of a built-in byte-level one.",
+        };
+
+        var command = new Command("make-model", "Write a random-weight Llama-shaped GGUF model (for benchmarks).");
+        foreach (Option option in new Option[] { output, shape, dtype, seed, tokenizerFrom }) command.Options.Add(option);
+        command.SetAction(parse =>
+        {
+            try
+            {
+                string path = parse.GetValue(output)!;
+                var config = parse.GetValue(shape) == "tiny" ? SyntheticModel.Tiny : SyntheticModel.TinyLlama1B;
+                var type = parse.GetValue(dtype) == "f32" ? TensorDType.F32 : TensorDType.F16;
+                using var source = parse.GetValue(tokenizerFrom) is { } from ? ModelLoader.Load(from) : null;
+                var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
+                console.Status().Start($"writing {path} ({config.NumLayers} layers, hidden {config.HiddenSize}, {type})", _ =>
+                    SyntheticModel.Write(path, config, type, parse.GetValue(seed), source?.Tokenizer));
+                stdout.WriteLine($"wrote {path} ({new FileInfo(path).Length / 1e6:F1} MB)");
+                return ExitCodes.Ok;
+            }
+            catch (Exception e)
+            {
+                return CliApp.Report(e, stderr);
+            }
+        });
+        return command;
+    }
+}
