@@ -1,0 +1,150 @@
+// CliTests.cs: `sharpinfer` end to end in-process: JSON output, logits dump, --help, and a
+// clear message plus a non-zero exit code for every kind of bad input.
+using System.Text.Json;
+using SharpInfer.Cli;
+using SharpInfer.Models;
+
+namespace SharpInfer.Tests.Cli;
+
+public class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
+    public void Help_ExplainsEveryGenerateOption()
+    {
+        var (code, output, _) = Run("generate", "--help");
+        Assert.Equal(0, code);
+        foreach (string option in new[] { "--model", "--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--json", "--dump-logits", "--stop", "--backend" })
+            Assert.Contains(option, output);
+    }
+
+    [SkippableFact]
+    public void GenerateJson_HasTokensCountsAndRates()
+    {
+        string dir = TestModels.RequireStories260K();
+        var (code, output, err) = Run("generate", "--model", Path.Combine(dir, "gguf", "stories260K-f32.gguf"), "--prompt", "Once upon a time", "--max-tokens", "16", "--json");
+        Assert.True(code == 0, err);
+        using var json = JsonDocument.Parse(output);
+        var root = json.RootElement;
+        Assert.Equal(5, root.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(16, root.GetProperty("generated_tokens").GetInt32());
+        Assert.Equal(16, root.GetProperty("token_ids").GetArrayLength());
+        Assert.StartsWith(", there was a little girl", root.GetProperty("text").GetString());
+        Assert.Equal("length", root.GetProperty("finish_reason").GetString());
+        Assert.True(root.GetProperty("decode_tokens_per_second").GetDouble() > 0);
+        Assert.True(root.GetProperty("prefill_tokens_per_second").GetDouble() > 0);
+    }
+
+    [SkippableFact]
+    public void DumpLogits_WritesEveryEvaluatedPosition()
+    {
+        string dir = TestModels.RequireStories260K();
+        string path = Path.Combine(Path.GetTempPath(), $"si-logits-{Guid.NewGuid():N}.f32");
+        try
+        {
+            var (code, _, err) = Run("generate", "--model", Path.Combine(dir, "hf"), "--max-tokens", "4", "--json", "--dump-logits", path);
+            Assert.True(code == 0, err);
+            using var sidecar = JsonDocument.Parse(File.ReadAllText(path + ".json"));
+            int[] tokens = sidecar.RootElement.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            // 5 prompt positions + 3 fed-back generated tokens (the 4th is never evaluated).
+            Assert.Equal(new[] { 1, 403, 407, 261, 378, 432, 383, 286 }, tokens);
+            byte[] raw = File.ReadAllBytes(path);
+            Assert.Equal(8 * 512 * 4, raw.Length);
+            float[] ours = new float[8 * 512];
+            Buffer.BlockCopy(raw, 0, ours, 0, raw.Length);
+            byte[] refRaw = File.ReadAllBytes(Path.Combine(dir, "reference", "logits_once_upon_a_time_pos0-7.f32"));
+            float[] expected = new float[refRaw.Length / 4];
+            Buffer.BlockCopy(refRaw, 0, expected, 0, refRaw.Length);
+            for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(ours[i] - expected[i]) <= 1e-4, $"element {i}");
+        }
+        finally
+        {
+            File.Delete(path);
+            File.Delete(path + ".json");
+        }
+    }
+
+    [Fact]
+    public void MissingModel_IsBadInput()
+    {
+        var (code, _, err) = Run("generate", "--model", "/nonexistent/model.gguf");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains("/nonexistent/model.gguf", err);
+    }
+
+    [Fact]
+    public void BadGguf_IsBadInput_NotACrash()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"si-bad-{Guid.NewGuid():N}.gguf");
+        File.WriteAllBytes(path, "NOPE-not-a-gguf-file-at-all"u8.ToArray());
+        try
+        {
+            var (code, _, err) = Run("generate", "--model", path);
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.StartsWith("sharpinfer: model error:", err);
+            Assert.DoesNotContain("   at ", err);  // no stack trace for expected errors
+        }
+        finally { File.Delete(path); }
+    }
+
+    [SkippableFact]
+    public void TruncatedModel_IsBadInput()
+    {
+        string dir = TestModels.RequireStories260K();
+        string path = Path.Combine(Path.GetTempPath(), $"si-trunc-{Guid.NewGuid():N}.gguf");
+        byte[] bytes = File.ReadAllBytes(Path.Combine(dir, "gguf", "stories260K-f32.gguf"));
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+        try
+        {
+            var (code, _, err) = Run("generate", "--model", path);
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.Contains("model error", err);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [SkippableFact]
+    public void PromptLongerThanContext_IsBadInput()
+    {
+        string dir = TestModels.RequireStories260K();
+        string prompt = string.Concat(Enumerable.Repeat("Once upon a time ", 200));  // > 512 tokens
+        var (code, _, err) = Run("generate", "--model", Path.Combine(dir, "gguf", "stories260K-f32.gguf"), "--prompt", prompt);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains("prompt too long", err);
+    }
+
+    [Theory]
+    [InlineData("--temperature", "-1")]
+    [InlineData("--top-p", "2")]
+    [InlineData("--max-tokens", "-5")]
+    [InlineData("--threads", "-2")]
+    public void BadSamplingParameters_AreBadInput(string option, string value)
+    {
+        var (code, _, err) = Run("generate", option, value);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains("invalid argument", err);
+    }
+
+    [Fact]
+    public void SyntheticModel_RunsThroughTheCli()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"si-tiny-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var (makeCode, _, makeErr) = Run("make-model", "--out", path, "--shape", "tiny", "--dtype", "f16");
+            Assert.True(makeCode == 0, makeErr);
+            var (code, output, err) = Run("generate", "--model", path, "--prompt", "hello", "--max-tokens", "8", "--json");
+            Assert.True(code == 0, err);
+            using var json = JsonDocument.Parse(output);
+            Assert.Equal(8, json.RootElement.GetProperty("generated_tokens").GetInt32());
+        }
+        finally { File.Delete(path); }
+    }
+}
