@@ -47,6 +47,8 @@ public sealed class TextGenerator(LlamaModel model, TextTokenizer tokenizer)
         using var cache = model.CreateCache(Math.Min(context, promptTokens.Count + parameters.MaxTokens));
         var sampler = new Sampler(parameters);
         var decoder = new IncrementalDecoder(tokenizer);
+        // Prime with the prompt so the first generated word keeps its leading space.
+        foreach (int id in promptTokens) decoder.Append(id);
         var stops = new StopStringMatcher(parameters.StopStrings);
         var history = new List<int>(promptTokens);
         var generated = new List<int>();

@@ -140,8 +140,8 @@ internal static class GgufCheckpointLoader
             ?? throw new ModelFormatException(path, "missing metadata key 'tokenizer.ggml.tokens'");
         int n = tokens.Length;
         if (n == 0) throw new ModelFormatException(path, "tokenizer.ggml.tokens is empty");
-        float[]? scores = gguf.GetArray<float>("tokenizer.ggml.scores");
-        int[]? types = gguf.GetArray<int>("tokenizer.ggml.token_type");
+        float[]? scores = gguf.GetFloatArray("tokenizer.ggml.scores");
+        long[]? types = gguf.GetIntegerArray("tokenizer.ggml.token_type");
         if (scores is not null && scores.Length != n)
             throw new ModelFormatException(path, $"tokenizer.ggml.scores has {scores.Length} entries for {n} tokens");
         if (types is not null && types.Length != n)

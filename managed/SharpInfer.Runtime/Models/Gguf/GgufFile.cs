@@ -138,6 +138,35 @@ public sealed class GgufFile : IDisposable
         return v.Value as T[] ?? throw WrongType(key, v, $"array of {typeof(T).Name}");
     }
 
+    /// <summary>An array of any integer element type, widened to long; null when absent.</summary>
+    public long[]? GetIntegerArray(string key)
+    {
+        if (!_metadata.TryGetValue(key, out var v)) return null;
+        return v.Value switch
+        {
+            int[] a => Array.ConvertAll(a, x => (long)x),
+            uint[] a => Array.ConvertAll(a, x => (long)x),
+            long[] a => a,
+            short[] a => Array.ConvertAll(a, x => (long)x),
+            ushort[] a => Array.ConvertAll(a, x => (long)x),
+            sbyte[] a => Array.ConvertAll(a, x => (long)x),
+            byte[] a when v.Type == GgufValueType.Array => Array.ConvertAll(a, x => (long)x),
+            _ => throw WrongType(key, v, "array of integers"),
+        };
+    }
+
+    /// <summary>An array of f32 or f64 elements as float; null when absent.</summary>
+    public float[]? GetFloatArray(string key)
+    {
+        if (!_metadata.TryGetValue(key, out var v)) return null;
+        return v.Value switch
+        {
+            float[] a => a,
+            double[] a => Array.ConvertAll(a, x => (float)x),
+            _ => throw WrongType(key, v, "array of floats"),
+        };
+    }
+
     private ModelFormatException WrongType(string key, GgufValue v, string expected) =>
         new(Path, $"metadata key '{key}' has type {v.TypeName}, expected {expected}");
 

@@ -113,7 +113,12 @@ public class Stories260KGenerationTests
         var first = generator.Generate("Once upon a time", sampled);
         var second = generator.Generate("Once upon a time", sampled);
         Assert.Equal(first.GeneratedTokens, second.GeneratedTokens);
-        Assert.Equal(first.Text, checkpoint.Tokenizer.Decode(first.GeneratedTokens));
+        string promptText = checkpoint.Tokenizer.Decode(first.PromptTokens);
+        Assert.Equal(promptText + first.Text, checkpoint.Tokenizer.Decode([.. first.PromptTokens, .. first.GeneratedTokens]));
+
+        // A continuation that starts a new word keeps its space: "there" + " was".
+        var spaced = generator.Generate("Once upon a time, there", SamplingParams.Greedy with { MaxTokens = 1 });
+        Assert.Equal(" was", spaced.Text);
 
         var stopped = generator.Generate("Once upon a time", SamplingParams.Greedy with { StopStrings = ["Lily"], MaxTokens = 64 });
         Assert.Equal(FinishReason.StopString, stopped.FinishReason);

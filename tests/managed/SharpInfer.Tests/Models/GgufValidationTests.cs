@@ -275,6 +275,44 @@ public sealed class GgufValidationTests
     }
 
     [Fact]
+    public void VocabularyDefects()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("vocab.gguf");
+        TestFiles.WriteLlamaGguf(path, editMetadata: m => m.Replace("tokenizer.ggml.scores", GgufValue.Array(new float[5])));
+        LoadFails(path, "tokenizer.ggml.scores has 5 entries for 300 tokens");
+
+        TestFiles.WriteLlamaGguf(path, editMetadata: m => m.Replace("tokenizer.ggml.bos_token_id", GgufValue.UInt32(300)));
+        LoadFails(path, "'tokenizer.ggml.bos_token_id' = 300 is outside the vocabulary of 300 tokens");
+
+        TestFiles.WriteLlamaGguf(path, editMetadata: m => m.Replace("tokenizer.ggml.token_type", GgufValue.Array(Enumerable.Repeat(9, 300).ToArray())));
+        LoadFails(path, "has unknown token_type 9");
+
+        TestFiles.WriteLlamaGguf(path, editMetadata: m => m.Remove("tokenizer.ggml.tokens"));
+        LoadFails(path, "missing metadata key 'tokenizer.ggml.tokens'");
+    }
+
+    [Fact]
+    public void VocabularyWithoutTypesOrWithUInt32Types_Loads()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("types.gguf");
+        TestFiles.WriteLlamaGguf(path, editMetadata: m => m.Remove("tokenizer.ggml.token_type"));
+        using (var m = ModelLoader.Load(path))
+        {
+            Assert.True(m.Tokenizer.IsSpecial(1));
+            Assert.Equal("héllo wörld", m.Tokenizer.Decode(m.Tokenizer.Encode("héllo wörld")));
+        }
+        TestFiles.WriteLlamaGguf(path, editMetadata: meta =>
+        {
+            int[] types = (int[])meta.Single(kv => kv.Key == "tokenizer.ggml.token_type").Value.Value;
+            meta.Replace("tokenizer.ggml.token_type", GgufValue.Array(types.Select(t => (uint)t).ToArray()));
+        });
+        using (var m = ModelLoader.Load(path))
+            Assert.Equal("héllo wörld", m.Tokenizer.Decode(m.Tokenizer.Encode("héllo wörld")));
+    }
+
+    [Fact]
     public void MissingTensor()
     {
         using var dir = new TempDirectory();
