@@ -17,6 +17,8 @@ if(NOT SI_CUDA STREQUAL "OFF")
         if(SI_CLANGXX14)
           message(STATUS "nvcc 11.x found: using ${SI_CLANGXX14} as the CUDA host compiler")
           set(CMAKE_CUDA_HOST_COMPILER "${SI_CLANGXX14}" CACHE FILEPATH "CUDA host compiler")
+          # check_language(CUDA) runs in a sub-project that only sees the environment.
+          set(ENV{CUDAHOSTCXX} "${SI_CLANGXX14}")
         endif()
       endif()
     endif()
@@ -38,5 +40,6 @@ if(SI_WITH_CUDA)
   # Static cudart: the library loads on machines without the CUDA runtime installed and
   # reports SI_ERR_NO_DEVICE there instead of failing to load.
   set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
+  set(CMAKE_CUDA_VISIBILITY_PRESET hidden)
   message(STATUS "CUDA backend: ON (${CMAKE_CUDA_COMPILER_VERSION}, architectures ${SI_CUDA_ARCHITECTURES})")
 endif()

@@ -10,9 +10,11 @@
 namespace si::cuda {
 
 constexpr int kGemvThreads = 256;  // 8 warps = 8 output channels per block
-// Largest m the GEMV kernel takes. Above it, re-streaming the weights per group of rows
-// costs more than the tiled kernel's idle tile rows.
-constexpr int kGemvMaxRows = 8;
+// Largest m the GEMV kernel takes. Up to here (four passes of 4 rows) streaming the weights
+// beats the tiled kernel, whose 64-row tiles sit mostly idle and whose grid is too small
+// to fill the GPU at small m (H100, n = k = 4096 bf16: m = 16 took 274 us tiled; m = 8
+// took 40 us as two 4-row passes but 65 us as one 8-row pass, at 80 registers).
+constexpr int kGemvMaxRows = 16;
 
 // kRows: rows of x handled per pass over the weight row (1 for decode, 4 otherwise).
 // kVector: 16-byte loads of w and x; the launcher sets it only when w, x and x_stride are

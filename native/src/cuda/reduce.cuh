@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 namespace si::cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
