@@ -249,6 +249,85 @@ typedef struct si_argmax_params {
 } si_argmax_params;
 SI_API si_status si_argmax(si_context* ctx, const si_argmax_params* p);
 
+/* ---------------------------------------------------------------------------------------
+ * Paged KV cache and the attention kernels that read it (prefill and decode).
+ *
+ * Layout of one layer's cache (the pools are shared by every sequence):
+ *   k_pool, v_pool  [num_blocks, block_size, n_kv_heads, head_dim] in cache dtype
+ *   k_scale, v_scale [num_blocks, block_size, n_kv_heads] f32, only for SI_DTYPE_I8
+ *                    (symmetric per-(token, head) scale: value = int8 * scale)
+ * The token at position p of a sequence lives in block block_table[p / block_size], slot
+ * p % block_size. A slot index ("slot mapping") is block * block_size + slot.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct si_paged_kv {
+    void* k_pool;   /* [num_blocks, block_size, n_kv_heads, head_dim] */
+    void* v_pool;   /* [num_blocks, block_size, n_kv_heads, head_dim] */
+    float* k_scale; /* [num_blocks, block_size, n_kv_heads] (I8 only, else NULL) */
+    float* v_scale; /* [num_blocks, block_size, n_kv_heads] (I8 only, else NULL) */
+    int32_t num_blocks;
+    int32_t block_size; /* 8, 16 or 32 (cpu/ref: any >= 1) */
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    si_dtype dtype;     /* F32, F16, BF16 or I8 */
+    int32_t reserved;
+} si_paged_kv;
+
+/* Writes n_tokens new K/V rows into their slots, converting (and for I8 quantizing) to the
+ * cache dtype. A negative slot skips the token (padding). */
+typedef struct si_kv_write_params {
+    const float* k;              /* [n_tokens, n_kv_heads, head_dim], token stride k_stride */
+    const float* v;              /* [n_tokens, n_kv_heads, head_dim], token stride v_stride */
+    const int32_t* slot_mapping; /* [n_tokens], in [0, num_blocks*block_size) or < 0 */
+    si_paged_kv cache;
+    int64_t k_stride;
+    int64_t v_stride;
+    int32_t n_tokens;
+    int32_t reserved;
+} si_kv_write_params;
+SI_API si_status si_kv_write(si_context* ctx, const si_kv_write_params* p);
+
+/* Attention variants. Each is an independent, composable rule applied to the logits:
+ * causal masking always applies; the others are off at 0. */
+typedef struct si_attention_variant {
+    int32_t sliding_window; /* > 0: a query at position p sees keys in (p - window, p] */
+    float logit_softcap;    /* > 0: logits become softcap * tanh(logits / softcap) */
+} si_attention_variant;
+
+/* Causal attention of a batch of sequences over the paged cache (whose new K/V were already
+ * written with si_kv_write). Sequence s owns queries [cu_seqlens_q[s], cu_seqlens_q[s+1]);
+ * it has context_lens[s] tokens in the cache, and its queries are the last ones, so query i
+ * sits at position context_lens[s] - q_len + i. Decode rows are sequences with q_len = 1;
+ * a mixed batch holds both. Query head h reads KV head h / (n_heads / n_kv_heads).
+ * The backend picks its kernel (tiled FlashAttention for long q, split-K paged decode for
+ * short q over long contexts); workspace_bytes must be at least what
+ * si_paged_attention_workspace_size reports for the same params (0 = none needed).
+ * ref/cpu check every sequence (q_len <= context_len, the table covers the context, block ids
+ * inside the pool) and return SI_ERR_INVALID_ARGUMENT naming the first bad one; on cuda those
+ * arrays are device memory and the caller (the block manager) guarantees them. */
+typedef struct si_paged_attention_params {
+    const float* q;              /* [total_q, n_heads, head_dim], token stride q_stride */
+    float* out;                  /* [total_q, n_heads, head_dim], token stride out_stride */
+    const int32_t* cu_seqlens_q; /* [n_seqs + 1], cu_seqlens_q[0] = 0 */
+    const int32_t* context_lens; /* [n_seqs] */
+    const int32_t* block_tables; /* [n_seqs, max_blocks_per_seq] */
+    void* workspace;             /* caller-owned scratch, workspace_bytes long */
+    si_paged_kv cache;
+    int64_t q_stride;
+    int64_t out_stride;
+    int64_t workspace_bytes;
+    int32_t n_seqs;
+    int32_t max_blocks_per_seq;
+    int32_t n_heads;
+    int32_t max_q_len;           /* max over s of q_len (a planning hint, must be exact) */
+    int32_t max_context_len;     /* max over s of context_lens[s] (must be exact) */
+    float scale;
+    si_attention_variant variant;
+} si_paged_attention_params;
+SI_API si_status si_paged_attention_workspace_size(si_context* ctx, const si_paged_attention_params* p,
+                                                   int64_t* out_bytes);
+SI_API si_status si_paged_attention(si_context* ctx, const si_paged_attention_params* p);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

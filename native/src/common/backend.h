@@ -6,6 +6,8 @@
 
 #include <sharpinfer/sharpinfer.h>
 
+#include "common/status.h"
+
 #include <memory>
 
 namespace si {
@@ -25,6 +27,18 @@ public:
     virtual si_status add(const si_add_params& p) = 0;
     virtual si_status softmax(const si_softmax_params& p) = 0;
     virtual si_status argmax(const si_argmax_params& p) = 0;
+
+    // Paged KV cache ops. A backend that lacks them reports SI_ERR_UNSUPPORTED by name.
+    virtual si_status kv_write(const si_kv_write_params& p) {
+        return fail(SI_ERR_UNSUPPORTED, "si_kv_write: not available in the %s backend", name());
+    }
+    virtual si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) {
+        *out_bytes = 0;
+        return SI_OK;
+    }
+    virtual si_status paged_attention(const si_paged_attention_params& p) {
+        return fail(SI_ERR_UNSUPPORTED, "si_paged_attention: not available in the %s backend", name());
+    }
 };
 
 // Factories, one per backend (defined in ref/backend.cpp, cpu/backend.cpp, cuda/backend.cu).
