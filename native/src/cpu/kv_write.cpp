@@ -1,0 +1,1 @@
+// kv_write.cpp (cpu backend): being written; until then the backend reports SI_ERR_UNSUPPORTED.

@@ -1,0 +1,1 @@
+// paged_attention.cu (cuda backend): being written; until then the backend reports SI_ERR_UNSUPPORTED.
