@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cpuid.h>
 #include <cstring>
 #include <functional>
 #include <immintrin.h>
@@ -375,8 +376,8 @@ uint16_t reference_f32_to_bf16(float x) {
 __attribute__((target("f16c"))) float hardware_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 __attribute__((target("f16c"))) uint16_t hardware_f32_to_f16(float x) { return _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT); }
 bool has_f16c() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("f16c");
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
 }
 
 TEST(Conversion, F16ToF32AllPatterns) {

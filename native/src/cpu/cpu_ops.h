@@ -55,5 +55,10 @@ si_status swiglu(const Env& env, const si_swiglu_params& p);
 si_status add(const Env& env, const si_add_params& p);
 si_status softmax(const Env& env, const si_softmax_params& p);
 si_status argmax(const Env& env, const si_argmax_params& p);
+// The paged KV ops pick their loops from env.kernels.isa on each call (a switch, no table
+// slots): their inner loops are templates private to their files.
+si_status kv_write(const Env& env, const si_kv_write_params& p);
+si_status paged_attention_workspace_size(const Env& env, const si_paged_attention_params& p, int64_t* out_bytes);
+si_status paged_attention(const Env& env, const si_paged_attention_params& p);
 
 }  // namespace si::cpu

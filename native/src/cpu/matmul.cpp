@@ -18,6 +18,9 @@ namespace {
 constexpr int64_t kColBlock = 16;  // channels per work item (a multiple of every J below)
 constexpr int64_t kRowBlock = 64;  // rows per work item: the whole batch in decode
 
+template <si_dtype D>
+constexpr int elem_size() { return D == SI_DTYPE_F32 ? 4 : 2; }
+
 inline const uint8_t* weight_row(const si_matmul_params& p, int64_t channel, int elem_size) {
     return static_cast<const uint8_t*>(p.w) + channel * p.k * elem_size;
 }
@@ -39,7 +42,7 @@ template <si_dtype D>
 void tile_scalar(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     constexpr int kLanes = 8;  // eight partial sums, like one AVX2 register
     for (int64_t c = c0; c < c1; ++c) {
-        const void* w = weight_row(p, c, dtype_size(D));
+        const void* w = weight_row(p, c, elem_size<D>());
         for (int64_t r = r0; r < r1; ++r) {
             const float* x = p.x + r * p.x_stride;
             float lanes[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -53,7 +56,7 @@ void tile_scalar(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c0, 
 // ---- AVX2 --------------------------------------------------------------------------------
 
 template <si_dtype D, int R, int J>
-SI_TARGET_AVX2 void block_avx2(const si_matmul_params& p, int64_t r0, int64_t c0) {
+SI_TARGET_AVX2 void block_avx2(const si_matmul_params& p, int64_t r0, int64_t c0, bool prefetch_next) {
     const int64_t k = p.k;
     const float* x[R];
     const void* w[J];
@@ -61,15 +64,23 @@ SI_TARGET_AVX2 void block_avx2(const si_matmul_params& p, int64_t r0, int64_t c0
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) x[r] = p.x + (r0 + r) * p.x_stride;
 #pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) w[j] = weight_row(p, c0 + j, dtype_size(D));
+    for (int j = 0; j < J; ++j) w[j] = weight_row(p, c0 + j, elem_size<D>());
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
         for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
     }
     int64_t i = 0;
+    // Linear L2 prefetch of the next channel block, as in block_avx512.
+    const char* next_block = static_cast<const char*>(w[0]) + J * k * elem_size<D>();
+    constexpr int kBytesPerStep = J * 8 * elem_size<D>();
     for (; i + 8 <= k; i += 8) {
         __m256 wv[J];
+        // Steps consume less than a line here: one prefetch per line crossed.
+        const int64_t line_now = (i / 8) * kBytesPerStep / 64, line_next = (i / 8 + 1) * kBytesPerStep / 64;
+        if (prefetch_next) {
+            for (int64_t l = line_now; l < line_next; ++l) _mm_prefetch(next_block + 64 * l, _MM_HINT_T1);
+        }
 #pragma GCC unroll 8
         for (int j = 0; j < J; ++j) wv[j] = simd::load8<D>(w[j], i);
 #pragma GCC unroll 8
@@ -102,11 +113,11 @@ SI_TARGET_AVX2 void block_avx2(const si_matmul_params& p, int64_t r0, int64_t c0
 template <si_dtype D, int J>
 SI_TARGET_AVX2 void rows_avx2(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c) {
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) block_avx2<D, 4, J>(p, r, c);
+    for (; r + 4 <= r1; r += 4) block_avx2<D, 4, J>(p, r, c, r == r0);
     switch (r1 - r) {
-        case 3: block_avx2<D, 3, J>(p, r, c); break;
-        case 2: block_avx2<D, 2, J>(p, r, c); break;
-        case 1: block_avx2<D, 1, J>(p, r, c); break;
+        case 3: block_avx2<D, 3, J>(p, r, c, r == r0); break;
+        case 2: block_avx2<D, 2, J>(p, r, c, r == r0); break;
+        case 1: block_avx2<D, 1, J>(p, r, c, r == r0); break;
         default: break;
     }
 }
@@ -116,7 +127,7 @@ SI_TARGET_AVX2 void tile_avx2(const si_matmul_params& p, int64_t r0, int64_t r1,
     int64_t c = c0;
     if (r1 - r0 == 1) {
         // One row (decode): more channels per block to keep enough independent FMAs.
-        for (; c + 4 <= c1; c += 4) block_avx2<D, 1, 4>(p, r0, c);
+        for (; c + 4 <= c1; c += 4) block_avx2<D, 1, 4>(p, r0, c, true);
     } else {
         for (; c + 2 <= c1; c += 2) rows_avx2<D, 2>(p, r0, r1, c);
     }
@@ -125,8 +136,10 @@ SI_TARGET_AVX2 void tile_avx2(const si_matmul_params& p, int64_t r0, int64_t r1,
 
 // ---- AVX-512 -----------------------------------------------------------------------------
 
+// prefetch_next: whether to stream the next channel block into L2 (only the first row group
+// of a tile does; later groups find it there, and the prefetches would only take load slots).
 template <si_dtype D, int R, int J>
-SI_TARGET_AVX512 void block_avx512(const si_matmul_params& p, int64_t r0, int64_t c0) {
+SI_TARGET_AVX512 void block_avx512(const si_matmul_params& p, int64_t r0, int64_t c0, bool prefetch_next) {
     const int64_t k = p.k;
     const float* x[R];
     const void* w[J];
@@ -134,15 +147,25 @@ SI_TARGET_AVX512 void block_avx512(const si_matmul_params& p, int64_t r0, int64_
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) x[r] = p.x + (r0 + r) * p.x_stride;
 #pragma GCC unroll 8
-    for (int j = 0; j < J; ++j) w[j] = weight_row(p, c0 + j, dtype_size(D));
+    for (int j = 0; j < J; ++j) w[j] = weight_row(p, c0 + j, elem_size<D>());
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
         for (int j = 0; j < J; ++j) acc[r][j] = _mm512_setzero_ps();
     }
     int64_t i = 0;
+    // The J weight rows of the next block follow these ones in memory: stream them into L2
+    // as one linear prefetch, as many bytes per step as this step consumes. (The hardware
+    // prefetchers alone track J concurrent rows poorly, and stop at every 4 KiB page.)
+    const char* next_block = static_cast<const char*>(w[0]) + J * k * elem_size<D>();
+    constexpr int kLinesPerStep = (J * 16 * elem_size<D>() + 63) / 64;
     for (; i + 16 <= k; i += 16) {
         __m512 wv[J];
+        const char* ahead = next_block + (i / 16) * kLinesPerStep * 64;
+        if (prefetch_next) {
+#pragma GCC unroll 8
+            for (int l = 0; l < kLinesPerStep; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T1);
+        }
 #pragma GCC unroll 8
         for (int j = 0; j < J; ++j) wv[j] = simd::load16<D>(w[j], i);
 #pragma GCC unroll 8
@@ -175,11 +198,11 @@ SI_TARGET_AVX512 void block_avx512(const si_matmul_params& p, int64_t r0, int64_
 template <si_dtype D, int J>
 SI_TARGET_AVX512 void rows_avx512(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c) {
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) block_avx512<D, 4, J>(p, r, c);
+    for (; r + 4 <= r1; r += 4) block_avx512<D, 4, J>(p, r, c, r == r0);
     switch (r1 - r) {
-        case 3: block_avx512<D, 3, J>(p, r, c); break;
-        case 2: block_avx512<D, 2, J>(p, r, c); break;
-        case 1: block_avx512<D, 1, J>(p, r, c); break;
+        case 3: block_avx512<D, 3, J>(p, r, c, r == r0); break;
+        case 2: block_avx512<D, 2, J>(p, r, c, r == r0); break;
+        case 1: block_avx512<D, 1, J>(p, r, c, r == r0); break;
         default: break;
     }
 }
@@ -188,7 +211,7 @@ template <si_dtype D>
 SI_TARGET_AVX512 void tile_avx512(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     int64_t c = c0;
     if (r1 - r0 == 1) {
-        for (; c + 8 <= c1; c += 8) block_avx512<D, 1, 8>(p, r0, c);
+        for (; c + 8 <= c1; c += 8) block_avx512<D, 1, 8>(p, r0, c, true);
     } else {
         for (; c + 4 <= c1; c += 4) rows_avx512<D, 4>(p, r0, r1, c);
     }
