@@ -328,6 +328,49 @@ SI_API si_status si_paged_attention_workspace_size(si_context* ctx, const si_pag
                                                    int64_t* out_bytes);
 SI_API si_status si_paged_attention(si_context* ctx, const si_paged_attention_params* p);
 
+/* ---------------------------------------------------------------------------------------
+ * Quantized matmul. Weights are stored per output channel (row) in groups of group_size
+ * consecutive k; the last group of a row may be shorter (ragged) when k % group_size != 0.
+ * Every GGUF quant type we load maps onto these exactly (Q8_0 -> I8 g32; Q4_0/Q4_1/Q4_K ->
+ * I4 g32 with offsets; Q6_K -> I8 g16), as do AWQ/GPTQ int4 checkpoints.
+ * ------------------------------------------------------------------------------------- */
+
+typedef int32_t si_weight_format;
+enum {
+    /* int8, symmetric: w = q * scale. q: [n, k] int8, row stride k. */
+    SI_WEIGHT_I8 = 0,
+    /* uint4, affine: w = q * scale + offset, q in [0, 15]. Packed two per byte along k:
+     * byte j of a row holds k = 2j in the low nibble and k = 2j + 1 in the high nibble;
+     * row stride (k + 1) / 2 bytes. */
+    SI_WEIGHT_I4 = 1
+};
+
+typedef int32_t si_activation_mode;
+enum {
+    SI_ACTIVATIONS_FLOAT = 0, /* W8A16 / W4A16: x stays floating point */
+    SI_ACTIVATIONS_I8 = 1     /* W8A8: each row of x quantized to int8 on the fly (symmetric,
+                                 scale = max|x|/127), integer dot products per group;
+                                 SI_WEIGHT_I8 only */
+};
+
+typedef struct si_qmatmul_params {
+    const float* x;        /* [m, k], row stride x_stride */
+    const void* q;         /* [n, k] quantized values in format (see si_weight_format) */
+    const float* scales;   /* [n, n_groups], n_groups = (k + group_size - 1) / group_size */
+    const float* offsets;  /* [n, n_groups] for SI_WEIGHT_I4, else NULL */
+    const float* bias;     /* [n] or NULL */
+    float* y;              /* [m, n], row stride y_stride; must not alias x */
+    int64_t x_stride;
+    int64_t y_stride;
+    int32_t m;
+    int32_t n;
+    int32_t k;
+    int32_t group_size;    /* >= 1; k for one group per row (per-channel) */
+    si_weight_format format;
+    si_activation_mode activations;
+} si_qmatmul_params;
+SI_API si_status si_qmatmul(si_context* ctx, const si_qmatmul_params* p);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

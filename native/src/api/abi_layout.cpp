@@ -26,3 +26,5 @@ static_assert(sizeof(si_attention_variant) == 8, "si_attention_variant layout");
 static_assert(sizeof(si_paged_attention_params) == 160, "si_paged_attention_params layout");
 static_assert(offsetof(si_paged_attention_params, cache) == 48, "si_paged_attention_params layout");
 static_assert(offsetof(si_paged_attention_params, scale) == 148, "si_paged_attention_params layout");
+static_assert(sizeof(si_qmatmul_params) == 88, "si_qmatmul_params layout");
+static_assert(offsetof(si_qmatmul_params, activations) == 84, "si_qmatmul_params layout");

@@ -89,6 +89,18 @@ si_status validate(const si_argmax_params& p) {
     return SI_OK;
 }
 
+si_status validate(const si_qmatmul_params& p) {
+    if (!p.x || !p.q || !p.scales || !p.y) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: null pointer");
+    if (p.format != SI_WEIGHT_I8 && p.format != SI_WEIGHT_I4) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown weight format %d", p.format);
+    if (p.format == SI_WEIGHT_I4 && !p.offsets) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: int4 weights need offsets");
+    if (p.activations != SI_ACTIVATIONS_FLOAT && p.activations != SI_ACTIVATIONS_I8) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown activation mode %d", p.activations);
+    if (p.activations == SI_ACTIVATIONS_I8 && p.format != SI_WEIGHT_I8) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: int8 activations need int8 weights (W8A8)");
+    if (p.m < 0 || p.n < 1 || p.k < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: bad shape m=%d n=%d k=%d", p.m, p.n, p.k);
+    if (p.group_size < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: group_size %d < 1", p.group_size);
+    if (p.x_stride < p.k || p.y_stride < p.n) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: row stride too small");
+    return SI_OK;
+}
+
 si_status validate(const si_paged_kv& c, const char* op) {
     if (!c.k_pool || !c.v_pool) return fail(SI_ERR_INVALID_ARGUMENT, "%s: cache pools are null", op);
     if (c.num_blocks < 1 || c.block_size < 1 || c.n_kv_heads < 1 || c.head_dim < 1)
@@ -176,6 +188,7 @@ SI_DEFINE_OP(swiglu)
 SI_DEFINE_OP(add)
 SI_DEFINE_OP(softmax)
 SI_DEFINE_OP(argmax)
+SI_DEFINE_OP(qmatmul)
 
 extern "C" SI_API si_status si_kv_write(si_context* ctx, const si_kv_write_params* p) {
     SI_API_BEGIN

@@ -28,6 +28,11 @@ public:
     virtual si_status softmax(const si_softmax_params& p) = 0;
     virtual si_status argmax(const si_argmax_params& p) = 0;
 
+    // Quantized matmul (int8 / int4 weights).
+    virtual si_status qmatmul(const si_qmatmul_params& p) {
+        return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: not available in the %s backend", name());
+    }
+
     // Paged KV cache ops. A backend that lacks them reports SI_ERR_UNSUPPORTED by name.
     virtual si_status kv_write(const si_kv_write_params& p) {
         return fail(SI_ERR_UNSUPPORTED, "si_kv_write: not available in the %s backend", name());

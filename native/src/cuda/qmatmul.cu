@@ -1,0 +1,1 @@
+// qmatmul.cu (cuda backend): being written; until then the backend reports SI_ERR_UNSUPPORTED.
