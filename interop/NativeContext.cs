@@ -65,5 +65,16 @@ public sealed unsafe class NativeContext : IDisposable
     public void Softmax(in SiSoftmaxParams p) { fixed (SiSoftmaxParams* pp = &p) NativeStatus.Check(NativeMethods.si_softmax(_handle, pp)); }
     public void Argmax(in SiArgmaxParams p) { fixed (SiArgmaxParams* pp = &p) NativeStatus.Check(NativeMethods.si_argmax(_handle, pp)); }
 
+    public void KvWrite(in SiKvWriteParams p) { fixed (SiKvWriteParams* pp = &p) NativeStatus.Check(NativeMethods.si_kv_write(_handle, pp)); }
+    public void PagedAttention(in SiPagedAttentionParams p) { fixed (SiPagedAttentionParams* pp = &p) NativeStatus.Check(NativeMethods.si_paged_attention(_handle, pp)); }
+
+    /// <summary>Scratch bytes si_paged_attention needs for these params (0 = none).</summary>
+    public long PagedAttentionWorkspaceSize(in SiPagedAttentionParams p)
+    {
+        long bytes;
+        fixed (SiPagedAttentionParams* pp = &p) NativeStatus.Check(NativeMethods.si_paged_attention_workspace_size(_handle, pp, &bytes));
+        return bytes;
+    }
+
     public void Dispose() => _handle?.Dispose();
 }

@@ -32,4 +32,7 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(LibraryName)] internal static partial SiStatus si_add(SafeContextHandle ctx, SiAddParams* p);
     [LibraryImport(LibraryName)] internal static partial SiStatus si_softmax(SafeContextHandle ctx, SiSoftmaxParams* p);
     [LibraryImport(LibraryName)] internal static partial SiStatus si_argmax(SafeContextHandle ctx, SiArgmaxParams* p);
+    [LibraryImport(LibraryName)] internal static partial SiStatus si_kv_write(SafeContextHandle ctx, SiKvWriteParams* p);
+    [LibraryImport(LibraryName)] internal static partial SiStatus si_paged_attention_workspace_size(SafeContextHandle ctx, SiPagedAttentionParams* p, long* outBytes);
+    [LibraryImport(LibraryName)] internal static partial SiStatus si_paged_attention(SafeContextHandle ctx, SiPagedAttentionParams* p);
 }

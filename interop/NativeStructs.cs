@@ -152,3 +152,61 @@ public unsafe struct SiArgmaxParams
     public int Rows;
     public int N;
 }
+
+/// <summary>One layer's paged KV cache: pools [num_blocks, block_size, n_kv_heads, head_dim].</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SiPagedKv
+{
+    public void* KPool;
+    public void* VPool;
+    public float* KScale; // [num_blocks, block_size, n_kv_heads] for I8, else null
+    public float* VScale;
+    public int NumBlocks;
+    public int BlockSize;
+    public int NumKvHeads;
+    public int HeadDim;
+    public SiDType DType;
+    public int Reserved;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SiKvWriteParams
+{
+    public float* K;           // [n_tokens, n_kv_heads, head_dim], token stride KStride
+    public float* V;           // [n_tokens, n_kv_heads, head_dim], token stride VStride
+    public int* SlotMapping;   // [n_tokens]; negative = skip
+    public SiPagedKv Cache;
+    public long KStride;
+    public long VStride;
+    public int NumTokens;
+    public int Reserved;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct SiAttentionVariant
+{
+    public int SlidingWindow; // 0 = off
+    public float LogitSoftcap; // 0 = off
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SiPagedAttentionParams
+{
+    public float* Q;            // [total_q, n_heads, head_dim], token stride QStride
+    public float* Out;          // [total_q, n_heads, head_dim], token stride OutStride
+    public int* CuSeqlensQ;     // [n_seqs + 1]
+    public int* ContextLens;    // [n_seqs]
+    public int* BlockTables;    // [n_seqs, max_blocks_per_seq]
+    public void* Workspace;
+    public SiPagedKv Cache;
+    public long QStride;
+    public long OutStride;
+    public long WorkspaceBytes;
+    public int NumSeqs;
+    public int MaxBlocksPerSeq;
+    public int NumHeads;
+    public int MaxQLen;
+    public int MaxContextLen;
+    public float Scale;
+    public SiAttentionVariant Variant;
+}

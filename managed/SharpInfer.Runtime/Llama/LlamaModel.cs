@@ -29,13 +29,20 @@ public sealed unsafe class LlamaModel : IDisposable
         _scratch = new Scratch(Config, maxBatch);
     }
 
+    /// <summary>Tokens per KV block of caches this model creates.</summary>
+    public const int DefaultBlockSize = 16;
+
     /// <summary>A KV cache for one sequence of up to <paramref name="capacity"/> tokens
     /// (default: the model's context length).</summary>
-    public KvCache CreateCache(int capacity = 0)
+    public KvCache CreateCache(int capacity = 0, KvCacheDType dtype = KvCacheDType.F32)
     {
         if (capacity <= 0) capacity = Config.MaxContext;
-        return new KvCache(Config.NumLayers, capacity, Config.NumKvHeads * Config.HeadDim);
+        return new KvCache(Config, capacity, DefaultBlockSize, dtype);
     }
+
+    /// <summary>A KV block pool shared by many sequences (the batching engine's).</summary>
+    public PagedKvCache CreatePagedCache(int numBlocks, int blockSize = DefaultBlockSize, KvCacheDType dtype = KvCacheDType.F32) =>
+        new(Config.NumLayers, numBlocks, blockSize, Config.NumKvHeads, Config.HeadDim, dtype);
 
     /// <summary>
     /// Runs <paramref name="tokens"/> at the next positions of <paramref name="cache"/> and
@@ -50,34 +57,45 @@ public sealed unsafe class LlamaModel : IDisposable
                 $"{cache.Length + tokens.Length} tokens exceed the context of {cache.Capacity} tokens");
         long needed = (long)(allPositions ? tokens.Length : 1) * VocabSize;
         if (logits.Length < needed) throw new ArgumentException($"logits needs {needed} floats", nameof(logits));
-        foreach (int id in tokens)
-            if ((uint)id >= (uint)VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} is outside the vocabulary [0, {VocabSize})");
 
+        var plan = new BatchPlan(cache.Pages.BlockSize);
         for (int start = 0; start < tokens.Length; start += MaxBatch)
         {
             int count = Math.Min(MaxBatch, tokens.Length - start);
             bool last = start + count == tokens.Length;
-            if (allPositions)
-                ForwardChunk(tokens.Slice(start, count), cache, logits.Slice(start * VocabSize, count * VocabSize), count);
-            else
-                ForwardChunk(tokens.Slice(start, count), cache, last ? logits[..VocabSize] : default, last ? 1 : 0);
+            plan.Clear();
+            plan.AddSequence(tokens.Slice(start, count), cache.Length, cache.BlockTable, lastLogits: last, allLogits: allPositions);
+            Span<float> chunkLogits = allPositions ? logits.Slice(start * VocabSize, count * VocabSize)
+                : last ? logits[..VocabSize] : default;
+            Forward(plan, cache.Pages, chunkLogits);
+            cache.Length += count;
         }
     }
 
-    private void ForwardChunk(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, int logitRows)
+    /// <summary>
+    /// One batched step: every sequence's new tokens, their K/V written into
+    /// <paramref name="cache"/> at the plan's slots, and logits for the plan's logit rows
+    /// ([plan.LogitRowCount, vocab], in row order).
+    /// </summary>
+    public void Forward(BatchPlan plan, PagedKvCache cache, Span<float> logits)
     {
+        int n = plan.TokenCount;
+        if (n == 0) return;
+        if (n > MaxBatch) throw new ArgumentException($"a step of {n} tokens exceeds MaxBatch {MaxBatch}; split it into chunks");
+        if (plan.BlockSize != cache.BlockSize) throw new ArgumentException("the plan's block size differs from the cache's");
+        if (logits.Length < (long)plan.LogitRowCount * VocabSize) throw new ArgumentException($"logits needs {(long)plan.LogitRowCount * VocabSize} floats", nameof(logits));
+        foreach (int id in plan.Tokens)
+            if ((uint)id >= (uint)VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(plan), $"token id {id} is outside the vocabulary [0, {VocabSize})");
+
         var c = Config;
         var ctx = _backend.Context;
         var s = _scratch;
-        int n = tokens.Length, dim = c.HiddenSize, hd = c.HeadDim;
+        int dim = c.HiddenSize, hd = c.HeadDim;
         int qDim = c.NumHeads * hd, kvDim = c.NumKvHeads * hd, ffn = c.IntermediateSize;
-        int pos0 = cache.Length;
+        s.Load(plan);
 
-        tokens.CopyTo(s.Ids.AsSpan(0, n));
-        for (int i = 0; i < n; i++) s.Positions.Pointer[i] = pos0 + i;
-
-        float* x = s.X.Pointer, xb = s.Xb.Pointer, q = s.Q.Pointer, att = s.Att.Pointer;
+        float* x = s.X.Pointer, xb = s.Xb.Pointer, q = s.Q.Pointer, k = s.K.Pointer, v = s.V.Pointer, att = s.Att.Pointer;
         float* gate = s.Gate.Pointer, up = s.Up.Pointer;
 
         ctx.Embedding(new SiEmbeddingParams
@@ -86,25 +104,33 @@ public sealed unsafe class LlamaModel : IDisposable
             Out = x, Vocab = c.VocabSize, Dim = dim, NumTokens = n,
         });
 
+        var attention = new SiPagedAttentionParams
+        {
+            Q = q, Out = att, CuSeqlensQ = s.CuSeqlens.Pointer, ContextLens = s.ContextLens.Pointer,
+            BlockTables = s.BlockTables.Pointer, Cache = cache.Layer(0), QStride = qDim, OutStride = qDim,
+            NumSeqs = plan.SequenceCount, MaxBlocksPerSeq = plan.MaxBlocksPerSequence, NumHeads = c.NumHeads,
+            MaxQLen = plan.MaxQueryLength, MaxContextLen = plan.MaxContextLength, Scale = 1.0f / MathF.Sqrt(hd),
+        };
+        attention.WorkspaceBytes = ctx.PagedAttentionWorkspaceSize(attention);
+        attention.Workspace = s.Workspace(attention.WorkspaceBytes);
+
         for (int l = 0; l < c.NumLayers; l++)
         {
             var w = _weights.Layers[l];
-            float* kRows = cache.Keys(l).Pointer + (long)pos0 * kvDim;
-            float* vRows = cache.Values(l).Pointer + (long)pos0 * kvDim;
+            var layerCache = cache.Layer(l);
 
             RmsNorm(x, w.AttnNorm, xb, n);
             Matmul(xb, dim, w.Q, q, qDim, n);
-            Matmul(xb, dim, w.K, kRows, kvDim, n);  // K/V land in their cache rows directly
-            Matmul(xb, dim, w.V, vRows, kvDim, n);
+            Matmul(xb, dim, w.K, k, kvDim, n);
+            Matmul(xb, dim, w.V, v, kvDim, n);
             Rope(q, c.NumHeads, qDim, n);
-            Rope(kRows, c.NumKvHeads, kvDim, n);
-            ctx.Attention(new SiAttentionParams
+            Rope(k, c.NumKvHeads, kvDim, n);
+            ctx.KvWrite(new SiKvWriteParams
             {
-                Q = q, KCache = cache.Keys(l).Pointer, VCache = cache.Values(l).Pointer, Out = att,
-                QStride = qDim, KvStride = kvDim, OutStride = qDim,
-                NumQ = n, NumCtx = pos0 + n, NumHeads = c.NumHeads, NumKvHeads = c.NumKvHeads,
-                HeadDim = hd, Scale = 1.0f / MathF.Sqrt(hd),
+                K = k, V = v, SlotMapping = s.Slots.Pointer, Cache = layerCache, KStride = kvDim, VStride = kvDim, NumTokens = n,
             });
+            attention.Cache = layerCache;
+            ctx.PagedAttention(attention);
             Matmul(att, qDim, w.O, xb, dim, n);
             ctx.Add(new SiAddParams { A = x, B = xb, Out = x, N = (long)n * dim });
 
@@ -118,14 +144,15 @@ public sealed unsafe class LlamaModel : IDisposable
             Matmul(gate, ffn, w.Down, xb, dim, n);
             ctx.Add(new SiAddParams { A = x, B = xb, Out = x, N = (long)n * dim });
         }
-        cache.Length = pos0 + n;
 
-        if (logitRows == 0) return;
+        int rows = plan.LogitRowCount;
+        if (rows == 0) return;
         // Only the rows that need logits go through the final norm and the LM head.
-        float* rows = x + (long)(n - logitRows) * dim;
-        RmsNorm(rows, _weights.OutputNorm, xb, logitRows);
+        for (int r = 0; r < rows; r++)
+            new ReadOnlySpan<float>(x + (long)plan.LogitRows[r] * dim, dim).CopyTo(new Span<float>(xb + (long)r * dim, dim));
+        RmsNorm(xb, _weights.OutputNorm, xb, rows);
         fixed (float* outLogits = logits)
-            Matmul(xb, dim, _weights.Output, outLogits, c.VocabSize, logitRows);
+            Matmul(xb, dim, _weights.Output, outLogits, c.VocabSize, rows);
     }
 
     private void RmsNorm(float* input, float* weight, float* output, int rows) =>
@@ -156,29 +183,73 @@ public sealed unsafe class LlamaModel : IDisposable
         _weights.Dispose();
     }
 
-    /// <summary>Activation buffers for one chunk of up to MaxBatch tokens, reused every call.</summary>
+    /// <summary>Activation and plan buffers for one step of up to MaxBatch tokens, reused every call.</summary>
     private sealed class Scratch : IDisposable
     {
-        public readonly HostBuffer<int> Ids, Positions;
-        public readonly HostBuffer<float> X, Xb, Q, Att, Gate, Up;
+        public readonly HostBuffer<int> Ids, Positions, Slots, CuSeqlens, ContextLens;
+        public HostBuffer<int> BlockTables = new(0);
+        public readonly HostBuffer<float> X, Xb, Q, K, V, Att, Gate, Up;
+        private HostBuffer<byte> _workspace = new(0);
 
         public Scratch(LlamaConfig c, int maxBatch)
         {
-            long qDim = (long)c.NumHeads * c.HeadDim;
+            long qDim = (long)c.NumHeads * c.HeadDim, kvDim = (long)c.NumKvHeads * c.HeadDim;
             Ids = new HostBuffer<int>(maxBatch);
             Positions = new HostBuffer<int>(maxBatch);
+            Slots = new HostBuffer<int>(maxBatch);
+            CuSeqlens = new HostBuffer<int>(maxBatch + 1);
+            ContextLens = new HostBuffer<int>(maxBatch);
             X = new HostBuffer<float>(maxBatch * (long)c.HiddenSize);
             Xb = new HostBuffer<float>(maxBatch * Math.Max(c.HiddenSize, qDim));
             Q = new HostBuffer<float>(maxBatch * qDim);
+            K = new HostBuffer<float>(maxBatch * kvDim);
+            V = new HostBuffer<float>(maxBatch * kvDim);
             Att = new HostBuffer<float>(maxBatch * qDim);
             Gate = new HostBuffer<float>(maxBatch * (long)c.IntermediateSize);
             Up = new HostBuffer<float>(maxBatch * (long)c.IntermediateSize);
         }
 
+        /// <summary>Copies the plan's arrays into native memory (a sequence has at least
+        /// one token, so MaxBatch bounds the sequence count too).</summary>
+        public void Load(BatchPlan plan)
+        {
+            Copy(plan.Tokens, Ids);
+            Copy(plan.Positions, Positions);
+            Copy(plan.Slots, Slots);
+            Copy(plan.CuSeqlens, CuSeqlens);
+            Copy(plan.ContextLengths, ContextLens);
+            long tableLength = (long)plan.SequenceCount * plan.MaxBlocksPerSequence;
+            if (BlockTables.Length < tableLength)
+            {
+                BlockTables.Dispose();
+                BlockTables = new HostBuffer<int>(tableLength * 2);
+            }
+            plan.FillBlockTables(BlockTables.AsSpan(0, (int)tableLength));
+        }
+
+        /// <summary>At least <paramref name="bytes"/> of attention scratch (null for 0).</summary>
+        public void* Workspace(long bytes)
+        {
+            if (bytes == 0) return null;
+            if (_workspace.Length < bytes)
+            {
+                _workspace.Dispose();
+                _workspace = new HostBuffer<byte>(bytes);
+            }
+            return _workspace.Pointer;
+        }
+
+        private static void Copy(IReadOnlyList<int> source, HostBuffer<int> destination)
+        {
+            var span = destination.AsSpan(0, source.Count);
+            for (int i = 0; i < span.Length; i++) span[i] = source[i];
+        }
+
         public void Dispose()
         {
-            Ids.Dispose(); Positions.Dispose();
-            X.Dispose(); Xb.Dispose(); Q.Dispose(); Att.Dispose(); Gate.Dispose(); Up.Dispose();
+            foreach (var b in new[] { Ids, Positions, Slots, CuSeqlens, ContextLens, BlockTables }) b.Dispose();
+            foreach (var b in new[] { X, Xb, Q, K, V, Att, Gate, Up }) b.Dispose();
+            _workspace.Dispose();
         }
     }
 }

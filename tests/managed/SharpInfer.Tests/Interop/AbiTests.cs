@@ -22,6 +22,10 @@ public class AbiTests
         Assert.Equal(32, Unsafe.SizeOf<SiAddParams>());
         Assert.Equal(48, Unsafe.SizeOf<SiSoftmaxParams>());
         Assert.Equal(32, Unsafe.SizeOf<SiArgmaxParams>());
+        Assert.Equal(56, Unsafe.SizeOf<SiPagedKv>());
+        Assert.Equal(104, Unsafe.SizeOf<SiKvWriteParams>());
+        Assert.Equal(8, Unsafe.SizeOf<SiAttentionVariant>());
+        Assert.Equal(160, Unsafe.SizeOf<SiPagedAttentionParams>());
     }
 
     [Fact]
