@@ -76,5 +76,8 @@ public sealed unsafe class NativeContext : IDisposable
         return bytes;
     }
 
+    /// <summary>y = x * dequant(q)^T (+ bias): int8 / int4 grouped weights, optionally int8 activations.</summary>
+    public void QMatmul(in SiQmatmulParams p) { fixed (SiQmatmulParams* pp = &p) NativeStatus.Check(NativeMethods.si_qmatmul(_handle, pp)); }
+
     public void Dispose() => _handle?.Dispose();
 }

@@ -210,3 +210,40 @@ public unsafe struct SiPagedAttentionParams
     public float Scale;
     public SiAttentionVariant Variant;
 }
+
+/// <summary>Quantized weight layouts of si_qmatmul (si_weight_format).</summary>
+public enum SiWeightFormat : int
+{
+    /// <summary>int8 symmetric: w = q * scale; q [n, k], row stride k.</summary>
+    I8 = 0,
+    /// <summary>uint4 affine: w = q * scale + offset, q in [0, 15], two per byte along k (low nibble = even k).</summary>
+    I4 = 1,
+}
+
+/// <summary>How si_qmatmul treats the activations (si_activation_mode).</summary>
+public enum SiActivationMode : int
+{
+    /// <summary>W8A16 / W4A16: x stays floating point.</summary>
+    Float = 0,
+    /// <summary>W8A8: each row of x quantized to int8 on the fly (I8 weights only).</summary>
+    I8 = 1,
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SiQmatmulParams
+{
+    public float* X;         // [m, k], row stride XStride
+    public void* Q;          // [n, k] quantized values in Format
+    public float* Scales;    // [n, n_groups], n_groups = ceil(k / GroupSize)
+    public float* Offsets;   // [n, n_groups] for I4, else null
+    public float* Bias;      // [n] or null
+    public float* Y;         // [m, n], row stride YStride; must not alias X
+    public long XStride;
+    public long YStride;
+    public int M;
+    public int N;
+    public int K;
+    public int GroupSize;    // >= 1; K for one group per row
+    public SiWeightFormat Format;
+    public SiActivationMode Activations;
+}

@@ -1,9 +1,12 @@
 // BenchCommand.cs: `sharpinfer bench`: prefill and decode throughput of one sequence on a
-// model, with the weight bandwidth a decode step achieves. Figures, not a test.
+// model, with the weight bandwidth a decode step achieves; with --concurrency, the batching
+// engine under C concurrent requests (requests/s, output tokens/s, time to first token and
+// inter-token latency percentiles). Figures, not a test.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using SharpInfer.Engine;
+using SharpInfer.Llama;
 
 namespace SharpInfer.Cli.Commands;
 
@@ -15,17 +18,37 @@ internal static class BenchCommand
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length for the prefill measurement.", DefaultValueFactory = _ => 128 };
         var genTokens = new Option<int>("--gen-tokens") { Description = "Decode steps to time.", DefaultValueFactory = _ => 32 };
         var repeats = new Option<int>("--repeats") { Description = "Repetitions; the median is reported.", DefaultValueFactory = _ => 3 };
+        var concurrency = new Option<int?>("--concurrency") { Description = "Engine mode: keep this many requests in flight (omit for the single-sequence benchmark)." };
+        var promptLen = new Option<int>("--prompt-len") { Description = "Engine mode: prompt tokens per request.", DefaultValueFactory = _ => 128 };
+        var genLen = new Option<int>("--gen-len") { Description = "Engine mode: tokens generated per request (EOS ignored).", DefaultValueFactory = _ => 32 };
+        var sharedPrefix = new Option<int>("--shared-prefix") { Description = "Engine mode: leading prompt tokens every request shares (prefix caching).", DefaultValueFactory = _ => 0 };
+        var requests = new Option<int?>("--requests") { Description = "Engine mode: requests in total (default: the concurrency)." };
 
-        var command = new Command("bench", "Measure prefill and decode tokens/s of one sequence (median of repeats).");
+        var command = new Command("bench", "Measure prefill and decode tokens/s of one sequence (median of repeats), " +
+                                           "or with --concurrency the batching engine's throughput and latency.");
         common.AddTo(command);
         command.Options.Add(promptTokens);
         command.Options.Add(genTokens);
         command.Options.Add(repeats);
+        command.Options.Add(concurrency);
+        command.Options.Add(promptLen);
+        command.Options.Add(genLen);
+        command.Options.Add(sharedPrefix);
+        command.Options.Add(requests);
 
         command.SetAction(parse =>
         {
             try
             {
+                if (parse.GetValue(concurrency) is int inFlight)
+                {
+                    var settings = new EngineBenchSettings(inFlight, parse.GetValue(requests) ?? inFlight, parse.GetValue(promptLen), parse.GetValue(genLen), parse.GetValue(sharedPrefix));
+                    settings.Validate();
+                    using var engineModel = common.Load(parse, stderr);
+                    var report = RunEngineAsync(engineModel, settings).GetAwaiter().GetResult();
+                    WriteEngineReport(report, engineModel, settings, parse.GetValue(common.Json), stdout);
+                    return ExitCodes.Ok;
+                }
                 int nPrompt = parse.GetValue(promptTokens), nGen = parse.GetValue(genTokens), nRep = parse.GetValue(repeats);
                 if (nPrompt < 1 || nGen < 1 || nRep < 1) throw new ArgumentException("--prompt-tokens, --gen-tokens and --repeats must be >= 1");
                 using var loaded = common.Load(parse, stderr);
@@ -99,6 +122,175 @@ internal static class BenchCommand
             }
         });
         return command;
+    }
+
+    private sealed record EngineBenchSettings(int Concurrency, int Requests, int PromptLength, int GenLength, int SharedPrefix)
+    {
+        public void Validate()
+        {
+            if (Concurrency < 1 || Requests < 1) throw new ArgumentException("--concurrency and --requests must be >= 1");
+            if (PromptLength < 1 || GenLength < 1) throw new ArgumentException("--prompt-len and --gen-len must be >= 1");
+            if (SharedPrefix < 0 || SharedPrefix > PromptLength) throw new ArgumentException("--shared-prefix must be in [0, --prompt-len]");
+        }
+    }
+
+    /// <param name="DecodeSeconds">From the first request's first token to the last token: the span
+    /// in which the remaining (decode) tokens were produced.</param>
+    private sealed record EngineBenchReport(double Seconds, long OutputTokens, List<double> TimeToFirstToken, List<double> InterTokenLatency,
+                                            EngineStats Stats, int KvBlocks, double DecodeSeconds);
+
+    /// <summary>Keeps Concurrency greedy requests (EOS ignored) in flight until Requests have finished.</summary>
+    private static async Task<EngineBenchReport> RunEngineAsync(LoadedModel loaded, EngineBenchSettings settings)
+    {
+        var model = loaded.Model;
+        int vocab = model.VocabSize, p = settings.PromptLength, g = settings.GenLength;
+        if (p + g > model.Config.MaxContext)
+            throw new ArgumentException($"--prompt-len + --gen-len exceed the context of {model.Config.MaxContext}");
+        int blockSize = LlamaModel.DefaultBlockSize;
+        int blocksPerRequest = (p + g + blockSize - 1) / blockSize;
+        int kvBlocks = settings.Concurrency * blocksPerRequest + 1;
+
+        // Fixed pseudo-random prompts: the first SharedPrefix tokens are common to all requests.
+        var rng = new Random(1234);
+        int[] prefix = [loaded.Checkpoint.Tokenizer.BosId, .. Enumerable.Range(1, Math.Max(0, settings.SharedPrefix - 1)).Select(_ => rng.Next(3, vocab))];
+        int[][] prompts = new int[settings.Requests][];
+        for (int r = 0; r < settings.Requests; r++)
+        {
+            var prompt = new int[p];
+            prompt[0] = loaded.Checkpoint.Tokenizer.BosId;
+            for (int i = 1; i < p; i++) prompt[i] = i < settings.SharedPrefix ? prefix[i] : rng.Next(3, vocab);
+            prompts[r] = prompt;
+        }
+        var parameters = SamplingParams.Greedy with { MaxTokens = g, IgnoreEos = true };
+
+        using var engine = new InferenceEngine(model, loaded.Checkpoint.Tokenizer, new EngineOptions { KvBlocks = kvBlocks, BlockSize = blockSize });
+        // Warm-up on unrelated tokens (so the prefix cache does not hold the shared prefix yet).
+        var warmRng = new Random(99);
+        int[] warm = [.. Enumerable.Range(0, Math.Min(p, 16)).Select(_ => warmRng.Next(3, vocab))];
+        await foreach (var _ in engine.GenerateAsync(warm, parameters with { MaxTokens = Math.Min(g, 4) })) { }
+        var baseline = engine.Stats;
+
+        var ttft = new List<double>();
+        var itl = new List<double>();
+        long outputTokens = 0, firstTokenAt = long.MaxValue, lastTokenAt = 0;
+        int next = -1;
+        var clock = Stopwatch.StartNew();
+        async Task Worker()
+        {
+            var localTtft = new List<double>();
+            var localItl = new List<double>();
+            long localTokens = 0;
+            for (int r = Interlocked.Increment(ref next); r < settings.Requests; r = Interlocked.Increment(ref next))
+            {
+                long submitted = Stopwatch.GetTimestamp(), previous = 0;
+                await foreach (var delta in engine.GenerateAsync(prompts[r], parameters).ConfigureAwait(false))
+                {
+                    // Engine-side timestamps: latency as produced, not as this loop happened to read it.
+                    if (delta.TokenIds.Count == 0) continue;
+                    if (previous == 0) localTtft.Add(Stopwatch.GetElapsedTime(submitted, delta.Timestamp).TotalSeconds);
+                    else localItl.Add(Stopwatch.GetElapsedTime(previous, delta.Timestamp).TotalSeconds);
+                    previous = delta.Timestamp;
+                    InterlockedMin(ref firstTokenAt, delta.Timestamp);
+                    InterlockedMax(ref lastTokenAt, delta.Timestamp);
+                    localTokens += delta.TokenIds.Count;
+                }
+            }
+            lock (ttft)
+            {
+                ttft.AddRange(localTtft);
+                itl.AddRange(localItl);
+                outputTokens += localTokens;
+            }
+        }
+        await Task.WhenAll(Enumerable.Range(0, settings.Concurrency).Select(_ => Task.Run(Worker)));
+        double seconds = clock.Elapsed.TotalSeconds;
+        var end = engine.Stats;
+        var delta = end with
+        {
+            Preemptions = end.Preemptions - baseline.Preemptions,
+            PrefixCacheQueryTokens = end.PrefixCacheQueryTokens - baseline.PrefixCacheQueryTokens,
+            PrefixCacheHitTokens = end.PrefixCacheHitTokens - baseline.PrefixCacheHitTokens,
+            PromptTokensComputed = end.PromptTokensComputed - baseline.PromptTokensComputed,
+            PromptTokensCached = end.PromptTokensCached - baseline.PromptTokensCached,
+            GeneratedTokens = end.GeneratedTokens - baseline.GeneratedTokens,
+            Steps = end.Steps - baseline.Steps,
+        };
+        double decodeSeconds = lastTokenAt > firstTokenAt ? Stopwatch.GetElapsedTime(firstTokenAt, lastTokenAt).TotalSeconds : 0;
+        return new EngineBenchReport(seconds, outputTokens, ttft, itl, delta, kvBlocks, decodeSeconds);
+    }
+
+    private static void InterlockedMin(ref long target, long value)
+    {
+        for (long seen = Volatile.Read(ref target); value < seen; seen = Volatile.Read(ref target))
+            if (Interlocked.CompareExchange(ref target, value, seen) == seen) return;
+    }
+
+    private static void InterlockedMax(ref long target, long value)
+    {
+        for (long seen = Volatile.Read(ref target); value > seen; seen = Volatile.Read(ref target))
+            if (Interlocked.CompareExchange(ref target, value, seen) == seen) return;
+    }
+
+    private static void WriteEngineReport(EngineBenchReport r, LoadedModel loaded, EngineBenchSettings s, bool json, TextWriter stdout)
+    {
+        double requestsPerSecond = s.Requests / r.Seconds, tokensPerSecond = r.OutputTokens / r.Seconds;
+        // Tokens after each request's first, over the span they were produced in (prefill excluded
+        // when all requests start together, as with --requests equal to --concurrency).
+        double decodePerSecond = r.DecodeSeconds > 0 ? (r.OutputTokens - s.Requests) / r.DecodeSeconds : 0;
+        double tokensPerStep = r.Stats.Steps == 0 ? 0 : (double)(r.Stats.GeneratedTokens + r.Stats.PromptTokensComputed) / r.Stats.Steps;
+        double Ms(List<double> values, double q) => Math.Round(Percentile(values, q) * 1000, 3);
+        if (json)
+        {
+            using var buffer = new MemoryStream();
+            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            {
+                w.WriteStartObject();
+                w.WriteString("mode", "engine");
+                w.WriteString("model", loaded.Checkpoint.SourcePath);
+                w.WriteString("backend", loaded.Backend.Kind.ToString().ToLowerInvariant());
+                w.WriteNumber("threads", loaded.Backend.Threads);
+                w.WriteNumber("concurrency", s.Concurrency);
+                w.WriteNumber("requests", s.Requests);
+                w.WriteNumber("prompt_len", s.PromptLength);
+                w.WriteNumber("gen_len", s.GenLength);
+                w.WriteNumber("shared_prefix", s.SharedPrefix);
+                w.WriteNumber("kv_blocks", r.KvBlocks);
+                w.WriteNumber("seconds", Math.Round(r.Seconds, 4));
+                w.WriteNumber("requests_per_second", Math.Round(requestsPerSecond, 3));
+                w.WriteNumber("output_tokens_per_second", Math.Round(tokensPerSecond, 2));
+                w.WriteNumber("decode_tokens_per_second", Math.Round(decodePerSecond, 2));
+                w.WriteNumber("ttft_ms_p50", Ms(r.TimeToFirstToken, 0.50));
+                w.WriteNumber("ttft_ms_p99", Ms(r.TimeToFirstToken, 0.99));
+                w.WriteNumber("itl_ms_p50", Ms(r.InterTokenLatency, 0.50));
+                w.WriteNumber("itl_ms_p99", Ms(r.InterTokenLatency, 0.99));
+                w.WriteNumber("steps", r.Stats.Steps);
+                w.WriteNumber("tokens_per_step", Math.Round(tokensPerStep, 2));
+                w.WriteNumber("prompt_tokens_computed", r.Stats.PromptTokensComputed);
+                w.WriteNumber("prompt_tokens_cached", r.Stats.PromptTokensCached);
+                w.WriteNumber("preemptions", r.Stats.Preemptions);
+                w.WriteEndObject();
+            }
+            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            return;
+        }
+        var c = loaded.Model.Config;
+        stdout.WriteLine($"model      {Path.GetFileName(loaded.Checkpoint.SourcePath.TrimEnd('/'))}: {c.NumLayers} layers, hidden {c.HiddenSize}, vocab {c.VocabSize}");
+        stdout.WriteLine($"backend    {loaded.Backend.Kind.ToString().ToLowerInvariant()}, {loaded.Backend.Threads} threads");
+        stdout.WriteLine($"workload   {s.Requests} requests, {s.Concurrency} in flight, prompt {s.PromptLength} (shared {s.SharedPrefix}), generate {s.GenLength}");
+        stdout.WriteLine($"throughput {requestsPerSecond,10:F2} requests/s   {tokensPerSecond,10:F1} output tokens/s   ({r.Seconds:F2} s)");
+        stdout.WriteLine($"decode     {decodePerSecond,10:F1} tokens/s after each request's first token");
+        stdout.WriteLine($"ttft       p50 {Ms(r.TimeToFirstToken, 0.5),9:F2} ms   p99 {Ms(r.TimeToFirstToken, 0.99),9:F2} ms");
+        stdout.WriteLine($"itl        p50 {Ms(r.InterTokenLatency, 0.5),9:F2} ms   p99 {Ms(r.InterTokenLatency, 0.99),9:F2} ms");
+        stdout.WriteLine($"engine     {r.Stats.Steps} steps ({tokensPerStep:F1} tokens/step), prompt tokens {r.Stats.PromptTokensComputed} computed / {r.Stats.PromptTokensCached} cached, {r.Stats.Preemptions} preemptions");
+    }
+
+    /// <summary>Nearest-rank percentile (0 for no values).</summary>
+    private static double Percentile(List<double> values, double q)
+    {
+        if (values.Count == 0) return 0;
+        var sorted = values.Order().ToArray();
+        int rank = (int)Math.Ceiling(q * sorted.Length) - 1;
+        return sorted[Math.Clamp(rank, 0, sorted.Length - 1)];
     }
 
     private static double Median(List<double> values)

@@ -1,6 +1,7 @@
 // Sampler.cs: turns one row of logits into the next token under a request's SamplingParams.
-// Greedy is an argmax (ties to the lowest id); otherwise: repetition penalty, temperature,
-// top-k, softmax, top-p, min-p, then one draw from a seeded stream so runs repeat exactly.
+// Logit bias, repetition penalty, frequency/presence penalties; then greedy is an argmax (ties to
+// the lowest id), otherwise temperature, top-k, softmax, top-p, min-p and one draw from a seeded
+// stream so runs repeat exactly. Log-probabilities are of the raw logits, before any of that.
 namespace SharpInfer.Engine;
 
 public sealed class Sampler
@@ -9,6 +10,8 @@ public sealed class Sampler
     private ulong _state;
     private int[] _order = [];
     private float[] _probs = [];
+    private float[] _raw = [];
+    private readonly Dictionary<int, int> _outputCounts = [];
 
     public Sampler(SamplingParams parameters)
     {
@@ -19,9 +22,34 @@ public sealed class Sampler
 
     /// <summary>Picks the next token. <paramref name="logits"/> is modified in place
     /// (penalties, temperature). <paramref name="history"/> holds prompt and output ids.</summary>
-    public int Sample(Span<float> logits, ReadOnlySpan<int> history)
+    public int Sample(Span<float> logits, ReadOnlySpan<int> history) => Sample(logits, history, 0, out _);
+
+    /// <summary>
+    /// Picks the next token. <paramref name="history"/> holds prompt then output ids; the first
+    /// <paramref name="promptLength"/> are the prompt (frequency and presence penalties count only
+    /// the output). <paramref name="logprobs"/> is set when the parameters ask for log-probabilities.
+    /// </summary>
+    public int Sample(Span<float> logits, ReadOnlySpan<int> history, int promptLength, out TokenLogprobs? logprobs)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(promptLength);
+        if (_params.WantsLogprobs)
+        {
+            if (_raw.Length != logits.Length) _raw = new float[logits.Length];
+            logits.CopyTo(_raw);
+        }
+        int token = Choose(logits, history, Math.Min(promptLength, history.Length));
+        logprobs = _params.WantsLogprobs ? Logprobs(_raw, token, _params.TopLogprobs) : null;
+        return token;
+    }
+
+    private int Choose(Span<float> logits, ReadOnlySpan<int> history, int promptLength)
+    {
+        if (_params.LogitBias is { Count: > 0 } bias)
+            foreach (var (id, value) in bias)
+                if ((uint)id < (uint)logits.Length) logits[id] += value;
         if (_params.RepetitionPenalty != 1.0f) ApplyRepetitionPenalty(logits, history, _params.RepetitionPenalty);
+        if (_params.FrequencyPenalty != 0 || _params.PresencePenalty != 0)
+            ApplyOutputPenalties(logits, history[promptLength..]);
         if (_params.Temperature == 0 || _params.TopK == 1) return Argmax(logits);
 
         int n = logits.Length;
@@ -97,6 +125,43 @@ public sealed class Sampler
             if ((uint)id >= (uint)logits.Length || !seen.Add(id)) continue;
             logits[id] = logits[id] > 0 ? logits[id] / penalty : logits[id] * penalty;
         }
+    }
+
+    /// <summary>OpenAI-style: logit -= frequency * count + presence * (count > 0), over output tokens.</summary>
+    private void ApplyOutputPenalties(Span<float> logits, ReadOnlySpan<int> output)
+    {
+        _outputCounts.Clear();
+        foreach (int id in output)
+            if ((uint)id < (uint)logits.Length)
+                _outputCounts[id] = _outputCounts.GetValueOrDefault(id) + 1;
+        foreach (var (id, count) in _outputCounts)
+            logits[id] -= _params.FrequencyPenalty * count + _params.PresencePenalty;
+    }
+
+    /// <summary>Log-softmax of <paramref name="raw"/> at <paramref name="token"/>, and the
+    /// <paramref name="top"/> most likely tokens (descending; ties to the lower id). NaN counts as impossible.</summary>
+    public static TokenLogprobs Logprobs(ReadOnlySpan<float> raw, int token, int top)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in raw) if (v > max) max = v;
+        double sum = 0;
+        foreach (float v in raw) if (!float.IsNaN(v)) sum += Math.Exp(v - max);
+        float logSum = max + (float)Math.Log(sum);
+
+        var best = new List<TokenLogprob>(top + 1);
+        if (top > 0)
+            for (int id = 0; id < raw.Length; id++)
+            {
+                float v = raw[id];
+                if (float.IsNaN(v) || (best.Count == top && v <= raw[best[^1].TokenId])) continue;
+                int at = best.Count;
+                while (at > 0 && raw[best[at - 1].TokenId] < v) at--;
+                best.Insert(at, new TokenLogprob(id, 0));
+                if (best.Count > top) best.RemoveAt(top);
+            }
+        for (int i = 0; i < best.Count; i++) best[i] = best[i] with { Logprob = raw[best[i].TokenId] - logSum };
+        float chosen = float.IsNaN(raw[token]) ? float.NegativeInfinity : raw[token] - logSum;
+        return new TokenLogprobs(token, chosen, best);
     }
 
     // SplitMix64: small, fast and identical on every platform and .NET version.

@@ -8,6 +8,9 @@ using SharpInfer.Tensors;
 
 namespace SharpInfer.Llama;
 
+/// <summary>Receives a linear layer's input rows: <paramref name="rows"/> rows of <paramref name="width"/> values, <paramref name="stride"/> apart.</summary>
+internal delegate void LinearInputObserver(string weightName, ReadOnlySpan<float> input, int rows, int stride, int width);
+
 public sealed unsafe class LlamaModel : IDisposable
 {
     private readonly ComputeBackend _backend;
@@ -162,12 +165,28 @@ public sealed unsafe class LlamaModel : IDisposable
             Rows = rows, Dim = Config.HiddenSize, Eps = Config.RmsNormEps,
         });
 
-    private void Matmul(float* input, int inputStride, in LinearWeight w, float* output, int outputStride, int rows) =>
-        _backend.Context.Matmul(new SiMatmulParams
-        {
-            X = input, W = w.Data, Bias = w.Bias, Y = output, XStride = inputStride, YStride = outputStride,
-            M = rows, N = w.Out, K = w.In, WDType = w.DType,
-        });
+    /// <summary>Sees every linear layer's input before its matmul (calibration for activation-aware quantization).</summary>
+    internal LinearInputObserver? LinearInputObserver { get; set; }
+
+    // The weight's format picks the kernel: dense -> si_matmul, int8/int4 -> si_qmatmul.
+    private void Matmul(float* input, int inputStride, in LinearWeight w, float* output, int outputStride, int rows)
+    {
+        if (LinearInputObserver is { } observe && rows > 0)
+            observe(w.Name, new ReadOnlySpan<float>(input, (rows - 1) * inputStride + w.In), rows, inputStride, w.In);
+        if (w.IsQuantized)
+            _backend.Context.QMatmul(new SiQmatmulParams
+            {
+                X = input, Q = w.Data, Scales = w.Scales, Offsets = w.Offsets, Bias = w.Bias, Y = output,
+                XStride = inputStride, YStride = outputStride, M = rows, N = w.Out, K = w.In,
+                GroupSize = w.GroupSize, Format = w.Format, Activations = w.Activations,
+            });
+        else
+            _backend.Context.Matmul(new SiMatmulParams
+            {
+                X = input, W = w.Data, Bias = w.Bias, Y = output, XStride = inputStride, YStride = outputStride,
+                M = rows, N = w.Out, K = w.In, WDType = w.DType,
+            });
+    }
 
     private void Rope(float* data, int heads, int tokenStride, int tokens) =>
         _backend.Context.Rope(new SiRopeParams

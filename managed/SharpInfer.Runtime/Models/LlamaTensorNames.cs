@@ -85,6 +85,36 @@ public static partial class LlamaTensorNames
         return $"blk.{layer}.{canonical}.{kind}";
     }
 
+    /// <summary>The Hugging Face name of a canonical tensor name (the inverse of <see cref="FromHuggingFace"/>).</summary>
+    public static string ToHuggingFace(string canonical)
+    {
+        switch (canonical)
+        {
+            case TokenEmbedding: return "model.embed_tokens.weight";
+            case OutputNorm: return "model.norm.weight";
+            case Output: return "lm_head.weight";
+        }
+        var m = BlockName().Match(canonical);
+        if (!m.Success) return canonical;
+        string rest = m.Groups[2].Value;
+        int dot = rest.LastIndexOf('.');
+        if (dot < 0) return canonical;
+        string module = rest[..dot] switch
+        {
+            "attn_norm" => "input_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => "",
+        };
+        return module.Length == 0 ? canonical : $"model.layers.{m.Groups[1].Value}.{module}.{rest[(dot + 1)..]}";
+    }
+
     [GeneratedRegex(@"^model\.layers\.(\d+)\.(.+)\.(weight|bias|inv_freq)$", RegexOptions.CultureInvariant)]
     private static partial Regex HfLayerName();
 

@@ -1,8 +1,10 @@
 // SyntheticModel.cs: writes random-weight Llama GGUF files of any size (e.g. TinyLlama-1.1B dims)
 // for tests and benchmarks. Weights are ~N(0, 0.02) from a seeded generator, norms are 1, and
 // tensors are generated chunk by chunk in parallel and streamed to disk, never held whole.
+// Matrices may be stored dense (F32/F16/BF16) or block-quantized (Q8_0/Q4_0).
 using System.Buffers;
 using SharpInfer.Models.Gguf;
+using SharpInfer.Quantization;
 using SharpInfer.Tokenization;
 
 namespace SharpInfer.Models;
@@ -35,8 +37,19 @@ public static class SyntheticModel
     /// null, from a built-in byte-level vocabulary. Tied configs get no output.weight. Architecture,
     /// theta, eps, linear rope scale and q/k/v biases are honored; the BOS/EOS ids are the tokenizer's.
     /// </summary>
-    public static GgufLayout Write(string path, LlamaConfig config, TensorDType dtype, int seed, TextTokenizer? tokenizer = null)
+    public static GgufLayout Write(string path, LlamaConfig config, TensorDType dtype, int seed, TextTokenizer? tokenizer = null) =>
+        Write(path, config, GgmlTypeInfo.FromDType(dtype), seed, tokenizer);
+
+    /// <summary>
+    /// Writes a random-weight GGUF whose matrices are stored as <paramref name="matrixType"/>: F32, F16,
+    /// BF16, or the block-quantized Q8_0 / Q4_0 (encoded as llama.cpp's reference quantizers do; every
+    /// matrix's row length must be a multiple of 32). The values before encoding are those of
+    /// <see cref="GenerateValues"/>.
+    /// </summary>
+    public static GgufLayout Write(string path, LlamaConfig config, GgmlType matrixType, int seed, TextTokenizer? tokenizer = null)
     {
+        if (matrixType is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0))
+            throw new ArgumentException($"synthetic models store matrices as F32, F16, BF16, Q8_0 or Q4_0 (not {GgmlTypeInfo.Name(matrixType)})");
         ArgumentNullException.ThrowIfNull(config);
         var vocabulary = BuildVocabulary(config.VocabSize, tokenizer);
         var probe = config with { BosTokenId = vocabulary.BosId, EosTokenIds = [vocabulary.EosId] };
@@ -47,7 +60,10 @@ public static class SyntheticModel
         {
             new("general.architecture", GgufValue.String(a)),
             new("general.name", GgufValue.String($"synthetic-{a}-seed{seed}")),
-            new("general.file_type", GgufValue.UInt32(dtype switch { TensorDType.F32 => 0u, TensorDType.F16 => 1u, _ => 32u })),
+            new("general.file_type", GgufValue.UInt32(matrixType switch
+            {
+                GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, GgmlType.Q8_0 => 7u, _ => 32u,
+            })),
             new($"{a}.vocab_size", GgufValue.UInt32((uint)config.VocabSize)),
             new($"{a}.context_length", GgufValue.UInt32((uint)config.MaxContext)),
             new($"{a}.embedding_length", GgufValue.UInt32((uint)config.HiddenSize)),
@@ -76,9 +92,11 @@ public static class SyntheticModel
         {
             bool isVector = shape.Length == 1;
             bool isNorm = name.EndsWith("norm.weight", StringComparison.Ordinal);
-            var storedAs = isVector ? TensorDType.F32 : dtype;
+            var storedAs = isVector ? GgmlType.F32 : matrixType;
+            if (!isVector && GgufRepack.IsSupported(storedAs) && shape[^1] % 32 != 0)
+                throw new ArgumentException($"tensor {name} has rows of {shape[^1]} values, not a multiple of the {storedAs} block of 32");
             long count = shape.Aggregate(1L, (x, y) => x * y);
-            tensors.Add(new GgufTensorData(name, shape, GgmlTypeInfo.FromDType(storedAs), count * storedAs.ElementSize(),
+            tensors.Add(new GgufTensorData(name, shape, storedAs, EncodedBytes(storedAs, count),
                 stream => WriteValues(stream, name, count, seed, storedAs, isNorm)));
         }
         return GgufWriter.Write(path, metadata, tensors);
@@ -106,7 +124,16 @@ public static class SyntheticModel
         return values;
     }
 
-    private static void WriteValues(Stream stream, string name, long count, int seed, TensorDType dtype, bool isNorm)
+    private static long EncodedBytes(GgmlType type, long count) =>
+        GgmlTypeInfo.TryToDType(type, out var dtype) ? count * dtype.ElementSize() : GgufRepack.EncodedSize(type, count);
+
+    private static void Encode(GgmlType type, ReadOnlySpan<float> values, Span<byte> destination)
+    {
+        if (GgmlTypeInfo.TryToDType(type, out var dtype)) GgufTensorData.EncodeFloats(values, dtype, destination);
+        else GgufRepack.Encode(type, values, destination);
+    }
+
+    private static void WriteValues(Stream stream, string name, long count, int seed, GgmlType type, bool isNorm)
     {
         ulong nameHash = Fnv1a(name);
         long chunks = (count + ChunkElements - 1) / ChunkElements;
@@ -130,12 +157,12 @@ public static class SyntheticModel
                     var span = floats[w].AsSpan(0, length);
                     if (isNorm) span.Fill(1f);
                     else FillChunk(span, seed, nameHash, c);
-                    GgufTensorData.EncodeFloats(span, dtype, bytes[w].AsSpan(0, length * dtype.ElementSize()));
+                    Encode(type, span, bytes[w].AsSpan(0, (int)EncodedBytes(type, length)));
                 });
                 for (int w = 0; w < inWindow; w++)
                 {
                     int length = (int)Math.Min(ChunkElements, count - (first + w) * ChunkElements);
-                    stream.Write(bytes[w], 0, length * dtype.ElementSize());
+                    stream.Write(bytes[w], 0, (int)EncodedBytes(type, length));
                 }
             }
         }

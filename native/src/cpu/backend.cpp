@@ -26,6 +26,7 @@ public:
     si_status add(const si_add_params& p) override { return cpu::add(env(), p); }
     si_status softmax(const si_softmax_params& p) override { return cpu::softmax(env(), p); }
     si_status argmax(const si_argmax_params& p) override { return cpu::argmax(env(), p); }
+    si_status qmatmul(const si_qmatmul_params& p) override { return cpu::qmatmul(env(), p); }
     si_status kv_write(const si_kv_write_params& p) override { return cpu::kv_write(env(), p); }
     si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         return cpu::paged_attention_workspace_size(env(), p, out_bytes);

@@ -55,6 +55,9 @@ si_status swiglu(const Env& env, const si_swiglu_params& p);
 si_status add(const Env& env, const si_add_params& p);
 si_status softmax(const Env& env, const si_softmax_params& p);
 si_status argmax(const Env& env, const si_argmax_params& p);
+// qmatmul picks its loops from env.kernels.isa on each call (and whether the CPU has
+// AVX512-VNNI), like the paged KV ops below.
+si_status qmatmul(const Env& env, const si_qmatmul_params& p);
 // The paged KV ops pick their loops from env.kernels.isa on each call (a switch, no table
 // slots): their inner loops are templates private to their files.
 si_status kv_write(const Env& env, const si_kv_write_params& p);

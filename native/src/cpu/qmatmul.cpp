@@ -1,1 +1,872 @@
-// qmatmul.cpp (cpu backend): being written; until then the backend reports SI_ERR_UNSUPPORTED.
+// qmatmul.cpp (cpu): y = x . dequant(q)^T (+ bias) for int8 / int4 group-quantized weights
+// (the formats in sharpinfer.h), never materializing a dequantized copy of the matrix.
+//
+// Work splits over output channels like the dense matmul (blocks of 16 channels, and of 64
+// rows when m is large); a block kernel computes R rows x J channels, so each weight vector,
+// once decoded in registers, feeds R rows. Per activation mode and ISA:
+//  - W8A16 (int8 weights, float x): 16 (8) int8 -> f32 in registers, times the group scale,
+//    FMA with x.
+//  - W4A16 (int4 weights, float x): x is first copied into a "split" order per chunk of 32 k
+//    (the 16 even k, then the 16 odd k), so the 16 bytes holding 32 weights decode without any
+//    interleaving: low nibbles pair with the even half, high nibbles with the odd half.
+//    AVX-512 looks weights up in a 16-entry table per group (q * scale + offset for q = 0..15,
+//    one vpermps per 16 weights; two groups per chunk for group size 16 via vpermt2ps); AVX2
+//    converts nibbles and applies scale/offset with one FMA.
+//  - W8A8 (int8 weights, x quantized per row on the fly by the int8 KV-cache rule): AVX-512
+//    VNNI vpdpbusd needs an unsigned operand, so x is stored as q + 128 (u8) and 128 * sum(w)
+//    (itself one vpdpbusd of the weights with a vector of 128s, shared by the R rows) is
+//    subtracted per lane; AVX2 uses |w| (u8) with x * sign(w) (s8) in vpmaddubsw, which cannot
+//    saturate (2 * 128 * 127 < 2^15). Each vector's int32 lanes (4 k each) are converted to
+//    f32 and FMA'd with a per-lane scale vector (one scale, or 2-4 groups' scales for group
+//    sizes 16/32), so no horizontal sum happens before the end of the row; the row's x scale
+//    multiplies the reduced sum.
+// Group sizes with a vector path: I8 float: multiples of 16 (AVX-512) / 8 (AVX2); I4: 16 and
+// multiples of 32; W8A8: 16, 32 and multiples of 64 (AVX-512) / 16 and multiples of 32 (AVX2);
+// and any group size >= k (per channel). Other group sizes (and the scalar ISA level) take
+// the plain loops in block_generic, which handle any group size and nibble position.
+//
+// Determinism: every output element owns its accumulator, walks k in the same order with the
+// same operations whatever R, J, m or the thread split, and is reduced in a fixed order, so a
+// row's result is bit-identical in any batch and for any thread count.
+#include "common/kv_quant.h"
+#include "cpu/cpu_ops.h"
+#include "cpu/simd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+namespace si::cpu {
+namespace {
+
+constexpr int64_t kColBlock = 16;  // channels per work item (a multiple of every J below)
+constexpr int64_t kRowBlock = 64;  // rows per work item: the whole batch in decode
+constexpr int64_t kSplit = 32;     // int4: k per chunk of the split x order
+
+// AVX512-VNNI (CPUID.7.0:ECX bit 11). The AVX-512 state itself was checked by detect_isa.
+bool has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool vnni = [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (__get_cpuid_max(0, nullptr) < 7) return false;
+        __cpuid_count(7, 0, eax, ebx, ecx, edx);
+        return (ecx & (1u << 11)) != 0;
+    }();
+    return vnni;
+#else
+    return false;
+#endif
+}
+
+enum class Path { Generic, Avx2, Avx512, Avx512Vnni };
+
+// What one call's block kernels read: the params plus the prepared activations.
+struct Job {
+    const si_qmatmul_params* p;
+    int64_t n_groups;
+    int64_t row_bytes;       // bytes of q per channel
+    const float* xs;         // W4A16 vector paths: x in split order, [m, xs_stride]
+    int64_t xs_stride;
+    const uint8_t* xq;       // W8A8: quantized x as (q + xq_offset) mod 256, [m, xq_stride]
+    int64_t xq_stride;
+    int32_t xq_offset;       // 128 for the VNNI kernels (u8 operand), else 0 (s8)
+    const float* x_scale;    // W8A8: [m]
+};
+
+inline const uint8_t* weight_row(const Job& job, int64_t channel) {
+    return static_cast<const uint8_t*>(job.p->q) + channel * job.row_bytes;
+}
+
+inline float finish(const Job& job, int64_t row, int64_t channel, float dot) {
+    if (job.p->activations == SI_ACTIVATIONS_I8) dot *= job.x_scale[row];
+    return job.p->bias ? dot + job.p->bias[channel] : dot;
+}
+
+inline void store(const Job& job, int64_t row, int64_t channel, float dot) {
+    job.p->y[row * job.p->y_stride + channel] = finish(job, row, channel, dot);
+}
+
+// Prefetches into L2 the lines of [base + from, base + to) that start inside the range, so
+// consecutive calls over adjacent ranges touch each line once.
+inline void prefetch_range(const uint8_t* base, int64_t from, int64_t to) {
+    for (int64_t line = (from + 63) / 64; line * 64 < to; ++line) _mm_prefetch(reinterpret_cast<const char*>(base + line * 64), _MM_HINT_T1);
+}
+
+// ---- generic (any ISA, any group size) -------------------------------------------------------
+
+inline int32_t nibble(const uint8_t* row, int64_t i) {
+    const uint8_t byte = row[i / 2];
+    return (i & 1) ? (byte >> 4) : (byte & 0x0f);
+}
+
+// Rows [r0, r1) x channels [c0, c1), one output at a time, straight from the definition but
+// in f32 (int32 group dot products for W8A8).
+void block_generic(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    for (int64_t c = c0; c < c1; ++c) {
+        const uint8_t* w = weight_row(job, c);
+        const float* scales = p.scales + c * job.n_groups;
+        const float* offsets = p.offsets ? p.offsets + c * job.n_groups : nullptr;
+        for (int64_t r = r0; r < r1; ++r) {
+            float acc = 0.0f;
+            if (p.activations == SI_ACTIVATIONS_I8) {
+                const uint8_t* xq = job.xq + r * job.xq_stride;
+                for (int64_t g = 0, begin = 0; begin < k; ++g, begin += gs) {
+                    const int64_t end = std::min(begin + gs, k);
+                    int64_t dot = 0;
+                    for (int64_t i = begin; i < end; ++i) dot += int64_t(int8_t(uint8_t(xq[i] - job.xq_offset))) * int8_t(w[i]);
+                    acc = std::fma(float(dot), scales[g], acc);
+                }
+            } else {
+                const float* x = p.x + r * p.x_stride;
+                for (int64_t g = 0, begin = 0; begin < k; ++g, begin += gs) {
+                    const int64_t end = std::min(begin + gs, k);
+                    const float s = scales[g];
+                    if (p.format == SI_WEIGHT_I8) {
+                        for (int64_t i = begin; i < end; ++i) acc = std::fma(x[i], float(int8_t(w[i])) * s, acc);
+                    } else {
+                        const float o = offsets[g];
+                        for (int64_t i = begin; i < end; ++i) acc = std::fma(x[i], std::fma(float(nibble(w, i)), s, o), acc);
+                    }
+                }
+            }
+            store(job, r, c, acc);
+        }
+    }
+}
+
+// ---- AVX2 ------------------------------------------------------------------------------------
+
+// The first `count` (< full) bytes at src, zero-padded to 8 / 16 / 32: tails never read past a
+// row (the last row may end the caller's buffer).
+template <int kBytes>
+SI_TARGET_AVX2 inline void copy_tail(uint8_t (&buffer)[kBytes], const uint8_t* src, int64_t count) {
+    std::memset(buffer, 0, kBytes);
+    std::memcpy(buffer, src, size_t(count));
+}
+
+// W8A16, 8 weights per step. Group size: a multiple of 8, or >= k.
+template <int R, int J>
+SI_TARGET_AVX2 void i8f_avx2(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const float* x[R];
+    const uint8_t* w[J];
+    __m256 acc[R][J];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = p.x + (r0 + r) * p.x_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) w[j] = weight_row(job, c0 + j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
+    const uint8_t* next_block = w[0] + J * job.row_bytes;
+    for (int64_t g = 0, begin = 0; begin < k; ++g, begin += gs) {
+        const int64_t end = std::min(begin + gs, k);
+        __m256 s[J];
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) s[j] = _mm256_set1_ps(p.scales[(c0 + j) * job.n_groups + g]);
+        int64_t i = begin;
+        for (; i + 8 <= end; i += 8) {
+            if (prefetch_next) prefetch_range(next_block, i * J, (i + 8) * J);
+            __m256 wv[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) {
+                const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[j] + i));
+                wv[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s[j]);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m256 xv = _mm256_loadu_ps(x[r] + i);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
+        }
+        if (i < end) {  // only at the end of a row
+            const __m256i mask = simd::tail_mask8(end - i);
+            __m256 wv[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) {
+                uint8_t buffer[16];
+                copy_tail(buffer, w[j] + i, end - i);
+                const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(buffer));
+                wv[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s[j]);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m256 xv = _mm256_maskload_ps(x[r] + i, mask);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, simd::hsum256(acc[r][j]));
+}
+
+// W4A16 on split x, 16 weights (8 bytes) per step: the even k of one half chunk, then the odd.
+// Group size: a multiple of 16, or >= k.
+template <int R, int J>
+SI_TARGET_AVX2 void i4f_avx2(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const float* x[R];
+    const uint8_t* w[J];
+    __m256 acc[R][J];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = job.xs + (r0 + r) * job.xs_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) w[j] = weight_row(job, c0 + j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi32(0x0f);
+    const uint8_t* next_block = w[0] + J * job.row_bytes;
+    for (int64_t g = 0, begin = 0; begin < k; ++g, begin += gs) {
+        const int64_t end = std::min(begin + gs, k);
+        __m256 s[J], o[J];
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+            s[j] = _mm256_set1_ps(p.scales[(c0 + j) * job.n_groups + g]);
+            o[j] = _mm256_set1_ps(p.offsets[(c0 + j) * job.n_groups + g]);
+        }
+        for (int64_t i = begin; i < end; i += 16) {
+            // Half chunk h of chunk c: bytes i/2 .. i/2+7; split x at c*32 + 8h (even k) and
+            // c*32 + 16 + 8h (odd k).
+            const int64_t chunk = i & ~int64_t(kSplit - 1), half = (i - chunk) / 16;
+            const int64_t even_at = chunk + 8 * half, odd_at = chunk + 16 + 8 * half;
+            if (prefetch_next) prefetch_range(next_block, i / 2 * J, (i + 16) / 2 * J);
+            __m256 we[J], wo[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) {
+                __m128i b;
+                if (i + 16 <= k) {
+                    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[j] + i / 2));
+                } else {
+                    uint8_t buffer[16];
+                    copy_tail(buffer, w[j] + i / 2, (k - i + 1) / 2);
+                    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(buffer));
+                }
+                const __m256i v = _mm256_cvtepu8_epi32(b);
+                we[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, low4)), s[j], o[j]);
+                wo[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), s[j], o[j]);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m256 xe = _mm256_loadu_ps(x[r] + even_at), xo = _mm256_loadu_ps(x[r] + odd_at);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) {
+                    acc[r][j] = _mm256_fmadd_ps(xe, we[j], acc[r][j]);
+                    acc[r][j] = _mm256_fmadd_ps(xo, wo[j], acc[r][j]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, simd::hsum256(acc[r][j]));
+}
+
+// W8A8, 32 weights per step (8 int32 lanes of 4 k each). kSmall: group size 16 (lanes 0-3 and
+// 4-7 belong to two groups); else a multiple of 32, or >= k. x rows are int8 (offset 0),
+// zero-padded to a multiple of 64 bytes.
+template <int R, int J, bool kSmall>
+SI_TARGET_AVX2 void i8i8_avx2(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const uint8_t* x[R];
+    const uint8_t* w[J];
+    __m256 acc[R][J];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = job.xq + (r0 + r) * job.xq_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) w[j] = weight_row(job, c0 + j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const uint8_t* next_block = w[0] + J * job.row_bytes;
+    int64_t g = 0, group_end = gs;  // !kSmall: the group of this step and where it ends
+    for (int64_t i = 0; i < k; i += 32) {
+        if (prefetch_next) prefetch_range(next_block, i * J, (i + 32) * J);
+        if (!kSmall && i >= group_end) {
+            ++g;
+            group_end += gs;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+            __m256i wv;
+            if (i + 32 <= k) {
+                wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[j] + i));
+            } else {
+                uint8_t buffer[32];
+                copy_tail(buffer, w[j] + i, k - i);
+                wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buffer));
+            }
+            const __m256i aw = _mm256_abs_epi8(wv);  // -128 becomes 0x80 = 128 as u8: still exact
+            const float* srow = p.scales + (c0 + j) * job.n_groups;
+            __m256 s;
+            if constexpr (kSmall) {
+                const int64_t g0 = i / 16;
+                const float s1 = g0 + 1 < job.n_groups ? srow[g0 + 1] : 0.0f;
+                s = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(srow[g0]));
+            } else {
+                s = _mm256_set1_ps(srow[g]);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r] + i));
+                // |w| * (x * sign(w)) = x * w; pairs sum to at most 2 * 128 * 127 < 2^15.
+                const __m256i pairs = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv));
+                const __m256i dot = _mm256_madd_epi16(pairs, ones16);
+                acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, acc[r][j]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, simd::hsum256(acc[r][j]));
+}
+
+// ---- AVX-512 ---------------------------------------------------------------------------------
+
+#define SI_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+SI_TARGET_AVX512 inline __mmask64 tail_mask64(int64_t count) {
+    return count >= 64 ? __mmask64(~0ull) : __mmask64((1ull << count) - 1ull);
+}
+
+// W8A16, 16 weights per step. Group size: a multiple of 16, or >= k.
+template <int R, int J>
+SI_TARGET_AVX512 void i8f_avx512(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const float* x[R];
+    const uint8_t* w[J];
+    __m512 acc[R][J];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = p.x + (r0 + r) * p.x_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) w[j] = weight_row(job, c0 + j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm512_setzero_ps();
+    const uint8_t* next_block = w[0] + J * job.row_bytes;
+    for (int64_t g = 0, begin = 0; begin < k; ++g, begin += gs) {
+        const int64_t end = std::min(begin + gs, k);
+        __m512 s[J];
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) s[j] = _mm512_set1_ps(p.scales[(c0 + j) * job.n_groups + g]);
+        int64_t i = begin;
+        for (; i + 16 <= end; i += 16) {
+            if (prefetch_next) prefetch_range(next_block, i * J, (i + 16) * J);
+            __m512 wv[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) {
+                const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[j] + i));
+                wv[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), s[j]);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m512 xv = _mm512_loadu_ps(x[r] + i);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
+        }
+        if (i < end) {  // only at the end of a row; masked loads read nothing past k
+            const __mmask16 mask = simd::tail_mask16(end - i);
+            __m512 wv[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) {
+                const __m128i b = _mm_maskz_loadu_epi8(mask, w[j] + i);
+                wv[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), s[j]);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m512 xv = _mm512_maskz_loadu_ps(mask, x[r] + i);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, _mm512_reduce_add_ps(acc[r][j]));
+}
+
+// q * scale + offset for q = 0..15: the group's lookup table.
+SI_TARGET_AVX512 inline __m512 group_table(const si_qmatmul_params& p, int64_t at) {
+    const __m512 q = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_fmadd_ps(q, _mm512_set1_ps(p.scales[at]), _mm512_set1_ps(p.offsets[at]));
+}
+
+// W4A16 on split x, one chunk of 32 k (16 bytes) per step, weights by table lookup.
+// kG16: group size 16, so a chunk's lanes 0-7 use group 2c's table and lanes 8-15 group
+// 2c+1's (vpermt2ps picks between two tables by index bit 4); else the group size is a
+// multiple of 32 or >= k, and a chunk lies inside one group.
+template <int R, int J, bool kG16>
+SI_TARGET_AVX512 void i4f_avx512(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = kG16 ? kSplit : p.group_size;  // kG16: step one chunk (2 groups)
+    const float* x[R];
+    const uint8_t* w[J];
+    __m512 acc[R][J];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = job.xs + (r0 + r) * job.xs_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) w[j] = weight_row(job, c0 + j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm512_setzero_ps();
+    const __m512i low4 = _mm512_set1_epi32(0x0f);
+    const __m512i upper_half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
+    const uint8_t* next_block = w[0] + J * job.row_bytes;
+    for (int64_t g = 0, begin = 0; begin < k; ++g, begin += gs) {
+        const int64_t end = std::min(begin + gs, k);
+        __m512 table[J], table_hi[J];
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+            const int64_t row = (c0 + j) * job.n_groups;
+            if constexpr (kG16) {
+                table[j] = group_table(p, row + 2 * g);
+                table_hi[j] = group_table(p, row + std::min<int64_t>(2 * g + 1, job.n_groups - 1));
+            } else {
+                table[j] = group_table(p, row + g);
+                table_hi[j] = table[j];
+            }
+        }
+        for (int64_t c = begin; c < end; c += kSplit) {
+            if (prefetch_next) prefetch_range(next_block, c / 2 * J, (c + kSplit) / 2 * J);
+            __m512 we[J], wo[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) {
+                const __m128i b = c + kSplit <= k ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[j] + c / 2))
+                                                  : _mm_maskz_loadu_epi8(simd::tail_mask16((k - c + 1) / 2), w[j] + c / 2);
+                const __m512i v = _mm512_cvtepu8_epi32(b);  // lane l: byte l = k c+2l (low), c+2l+1 (high)
+                if constexpr (kG16) {
+                    // (v & 15) | upper_half, and (v >> 4) | upper_half: bit 4 picks the table.
+                    const __m512i even = _mm512_ternarylogic_epi32(v, low4, upper_half, 0xea);
+                    const __m512i odd = _mm512_or_si512(_mm512_srli_epi32(v, 4), upper_half);
+                    we[j] = _mm512_permutex2var_ps(table[j], even, table_hi[j]);
+                    wo[j] = _mm512_permutex2var_ps(table[j], odd, table_hi[j]);
+                } else {
+                    // vpermps reads only index bits 0-3: the high nibble needs no mask.
+                    we[j] = _mm512_permutexvar_ps(v, table[j]);
+                    wo[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table[j]);
+                }
+            }
+            // Split x is zero past k, so lanes past the row (masked to q = 0) add exact zeros.
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m512 xe = _mm512_loadu_ps(x[r] + c), xo = _mm512_loadu_ps(x[r] + c + 16);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) {
+                    acc[r][j] = _mm512_fmadd_ps(xe, we[j], acc[r][j]);
+                    acc[r][j] = _mm512_fmadd_ps(xo, wo[j], acc[r][j]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, _mm512_reduce_add_ps(acc[r][j]));
+}
+
+// W8A8 with VNNI, 64 weights per step (16 int32 lanes of 4 k each). x rows hold q + 128 (u8),
+// padded with 128 (q = 0) to a multiple of 64. kSmall: group size 16 or 32 (4 or 2 groups per
+// step, their scales spread over the lanes by one vpermps); else a multiple of 64, or >= k.
+template <int R, int J, bool kSmall>
+SI_TARGET_AVX512_VNNI void i8i8_vnni(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const uint8_t* x[R];
+    const uint8_t* w[J];
+    __m512 acc[R][J];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = job.xq + (r0 + r) * job.xq_stride;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) w[j] = weight_row(job, c0 + j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm512_setzero_ps();
+    const __m512i u128 = _mm512_set1_epi8(char(0x80));
+    // kSmall: lane l covers k 4l..4l+3, so it belongs to group 4l / gs of the step.
+    const __m512i lane_group = gs == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                        : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const int shift = gs == 16 ? 4 : 5;
+    const uint8_t* next_block = w[0] + J * job.row_bytes;
+    int64_t g = 0, group_end = gs;  // !kSmall: the group of this step and where it ends
+    const int64_t n_groups = job.n_groups;
+    const float* scales0 = p.scales + c0 * n_groups;
+    for (int64_t i = 0; i < k; i += 64) {
+        if (prefetch_next) prefetch_range(next_block, i * J, (i + 64) * J);
+        // Everything scalar is per step, shared by the J channels.
+        const __mmask64 mask = tail_mask64(k - i);
+        const float* s_at;
+        __mmask16 s_mask = 0;
+        if constexpr (kSmall) {
+            const int64_t g0 = i >> shift;
+            s_mask = simd::tail_mask16(std::min<int64_t>(64 >> shift, n_groups - g0));
+            s_at = scales0 + g0;
+        } else {
+            if (i >= group_end) {
+                ++g;
+                group_end += gs;
+            }
+            s_at = scales0 + g;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+            const __m512i wv = i + 64 <= k ? _mm512_loadu_si512(w[j] + i) : _mm512_maskz_loadu_epi8(mask, w[j] + i);
+            // -(128 * sum of each lane's 4 weights): turns sum (q + 128) * w into sum q * w.
+            const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
+            const __m512 s = kSmall ? _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(s_mask, s_at + j * n_groups))
+                                    : _mm512_set1_ps(s_at[j * n_groups]);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m512i xv = _mm512_loadu_si512(x[r] + i);
+                const __m512i dot = _mm512_dpbusd_epi32(correction, xv, wv);
+                acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r][j]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, _mm512_reduce_add_ps(acc[r][j]));
+}
+
+// W8A8 with VNNI for a single row (decode), one channel at a time: each thread then reads one
+// sequential stream, which the hardware prefetchers follow far better than the J interleaved
+// rows of i8i8_vnni (measured on Zen 4: ~37 GB/s per core for one 64-byte stream vs ~21 GB/s
+// for 8). Four vectors per iteration share the scalar work. Every output gets exactly the
+// per-vector operations of i8i8_vnni in the same order, so results equal its bit for bit.
+template <bool kSmall>
+SI_TARGET_AVX512_VNNI void i8i8_vnni_row(const Job& job, int64_t r, int64_t c) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const uint8_t* x = job.xq + r * job.xq_stride;
+    const uint8_t* w = weight_row(job, c);
+    const float* srow = p.scales + c * job.n_groups;
+    const __m512i u128 = _mm512_set1_epi8(char(0x80));
+    const int shift = gs == 16 ? 4 : 5;
+    const __m512i lane_group = gs == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                        : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i groups_per_vector = _mm512_set1_epi32(64 >> shift);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t g = 0, group_end = gs;  // !kSmall: the group of vector i and where it ends
+    auto step = [&](int64_t i, __m512i wv, __m512 s) SI_TARGET_AVX512_VNNI {
+        const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
+        const __m512i dot = _mm512_dpbusd_epi32(correction, _mm512_loadu_si512(x + i), wv);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
+    };
+    auto large_group_scale = [&](int64_t i) {  // scalar: a lambda has no target attribute
+        if (i >= group_end) {
+            ++g;
+            group_end += gs;
+        }
+        return srow[g];
+    };
+    int64_t i = 0;
+    for (; i + 256 <= k; i += 256) {
+        const __m512i w0 = _mm512_loadu_si512(w + i), w1 = _mm512_loadu_si512(w + i + 64);
+        const __m512i w2 = _mm512_loadu_si512(w + i + 128), w3 = _mm512_loadu_si512(w + i + 192);
+        if constexpr (kSmall) {
+            // The 8 (group size 32) or 16 (group size 16) scales of these 256 k, spread by lane.
+            const __m512 all = _mm512_maskz_loadu_ps(simd::tail_mask16(256 >> shift), srow + (i >> shift));
+            __m512i index = lane_group;
+            step(i, w0, _mm512_permutexvar_ps(index, all));
+            index = _mm512_add_epi32(index, groups_per_vector);
+            step(i + 64, w1, _mm512_permutexvar_ps(index, all));
+            index = _mm512_add_epi32(index, groups_per_vector);
+            step(i + 128, w2, _mm512_permutexvar_ps(index, all));
+            index = _mm512_add_epi32(index, groups_per_vector);
+            step(i + 192, w3, _mm512_permutexvar_ps(index, all));
+        } else {
+            step(i, w0, _mm512_set1_ps(large_group_scale(i)));
+            step(i + 64, w1, _mm512_set1_ps(large_group_scale(i + 64)));
+            step(i + 128, w2, _mm512_set1_ps(large_group_scale(i + 128)));
+            step(i + 192, w3, _mm512_set1_ps(large_group_scale(i + 192)));
+        }
+    }
+    for (; i < k; i += 64) {
+        const __m512i wv = _mm512_maskz_loadu_epi8(tail_mask64(k - i), w + i);
+        if constexpr (kSmall) {
+            const int64_t g0 = i >> shift;
+            const int64_t count = std::min<int64_t>(64 >> shift, job.n_groups - g0);
+            step(i, wv, _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(simd::tail_mask16(count), srow + g0)));
+        } else {
+            step(i, wv, _mm512_set1_ps(large_group_scale(i)));
+        }
+    }
+    store(job, r, c, _mm512_reduce_add_ps(acc));
+}
+
+// VNNI tiles: a single row goes channel by channel through i8i8_vnni_row; batches take the
+// block kernel.
+template <class K, bool kSmall>
+void tile_vnni(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+
+// ---- activation preparation ------------------------------------------------------------------
+
+// x rows [r0, r1) -> split order (per chunk of 32 k: the 16 even k, then the 16 odd), zero past k.
+void split_rows(const Job& job, int64_t r0, int64_t r1) {
+    const si_qmatmul_params& p = *job.p;
+    float* out_base = const_cast<float*>(job.xs);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = p.x + r * p.x_stride;
+        float* out = out_base + r * job.xs_stride;
+        for (int64_t c = 0; c < job.xs_stride; c += kSplit) {
+            for (int64_t l = 0; l < 16; ++l) {
+                const int64_t even = c + 2 * l, odd = even + 1;
+                out[c + l] = even < p.k ? x[even] : 0.0f;
+                out[c + 16 + l] = odd < p.k ? x[odd] : 0.0f;
+            }
+        }
+    }
+}
+
+// Row quantization for W8A8 by the int8 KV-cache rule (common/kv_quant.h). The vector forms
+// divide and round exactly as the scalar one does (both correctly rounded), so every path
+// produces the same q and scale.
+void quantize_rows_scalar(const Job& job, int64_t r0, int64_t r1) {
+    const si_qmatmul_params& p = *job.p;
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = p.x + r * p.x_stride;
+        uint8_t* out = const_cast<uint8_t*>(job.xq) + r * job.xq_stride;
+        float max_abs = 0.0f;
+        for (int64_t i = 0; i < p.k; ++i) max_abs = std::fmax(max_abs, std::fabs(x[i]));
+        const float scale = int8_kv_scale(max_abs);
+        for (int64_t i = 0; i < p.k; ++i) out[i] = uint8_t(quantize_int8_kv(x[i], scale) + job.xq_offset);
+        std::memset(out + p.k, job.xq_offset, size_t(job.xq_stride - p.k));
+        const_cast<float*>(job.x_scale)[r] = scale;
+    }
+}
+
+SI_TARGET_AVX2 void quantize_rows_avx2(const Job& job, int64_t r0, int64_t r1) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = p.x + r * p.x_stride;
+        uint8_t* out = const_cast<uint8_t*>(job.xq) + r * job.xq_stride;
+        __m256 m = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= k; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+        if (i < k) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_maskload_ps(x + i, simd::tail_mask8(k - i)), abs_mask));
+        const float scale = int8_kv_scale(simd::hmax256(m));
+        if (scale == 0.0f) {
+            std::memset(out, job.xq_offset, size_t(job.xq_stride));
+        } else {
+            const __m256 sv = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+            const __m256i offset = _mm256_set1_epi32(job.xq_offset);
+            for (i = 0; i < k; i += 8) {
+                const __m256 xv = i + 8 <= k ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, simd::tail_mask8(k - i));
+                const __m256 q = _mm256_round_ps(_mm256_div_ps(xv, sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                const __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(q, lo), hi)), offset);
+                alignas(32) int32_t lanes[8];
+                _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), qi);
+                const int64_t count = std::min<int64_t>(8, k - i);
+                for (int64_t l = 0; l < count; ++l) out[i + l] = uint8_t(lanes[l]);
+            }
+            std::memset(out + k, job.xq_offset, size_t(job.xq_stride - k));
+        }
+        const_cast<float*>(job.x_scale)[r] = scale;
+    }
+}
+
+SI_TARGET_AVX512 void quantize_rows_avx512(const Job& job, int64_t r0, int64_t r1) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k;
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = p.x + r * p.x_stride;
+        uint8_t* out = const_cast<uint8_t*>(job.xq) + r * job.xq_stride;
+        __m512 m = _mm512_setzero_ps();
+        for (int64_t i = 0; i < k; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(simd::tail_mask16(k - i), x + i)));
+        const float scale = int8_kv_scale(_mm512_reduce_max_ps(m));
+        if (scale == 0.0f) {
+            std::memset(out, job.xq_offset, size_t(job.xq_stride));
+        } else {
+            const __m512 sv = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+            const __m512i offset = _mm512_set1_epi32(job.xq_offset);
+            for (int64_t i = 0; i < k; i += 16) {
+                const __mmask16 mask = simd::tail_mask16(k - i);
+                const __m512 q = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(mask, x + i), sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                const __m512i qi = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, lo), hi)), offset);
+                _mm512_mask_cvtepi32_storeu_epi8(out + i, mask, qi);
+            }
+            std::memset(out + k, job.xq_offset, size_t(job.xq_stride - k));
+        }
+        const_cast<float*>(job.x_scale)[r] = scale;
+    }
+}
+
+// ---- blocking and dispatch -------------------------------------------------------------------
+
+// One kernel family: run<R, J> computes rows [r0, r0 + R) x channels [c0, c0 + J). kJ1: the
+// channel block for a single row (decode: more channels keep more loads in flight); kJ: for
+// several rows, which come in blocks of 4 and a remainder.
+#define SI_QMATMUL_FAMILY(NAME, KERNEL, J1, JN)                                                     \
+    struct NAME {                                                                                   \
+        static constexpr int kJ1 = J1, kJ = JN;                                                     \
+        template <int R, int J>                                                                     \
+        static void run(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {               \
+            KERNEL(job, r0, c0, prefetch_next);                                                     \
+        }                                                                                           \
+    }
+
+SI_QMATMUL_FAMILY(I8fAvx2, (i8f_avx2<R, J>), 4, 2);
+SI_QMATMUL_FAMILY(I4fAvx2, (i4f_avx2<R, J>), 4, 2);
+SI_QMATMUL_FAMILY(I8i8Avx2, (i8i8_avx2<R, J, false>), 4, 2);
+SI_QMATMUL_FAMILY(I8i8Avx2Small, (i8i8_avx2<R, J, true>), 4, 2);
+SI_QMATMUL_FAMILY(I8fAvx512, (i8f_avx512<R, J>), 8, 4);
+SI_QMATMUL_FAMILY(I4fAvx512, (i4f_avx512<R, J, false>), 8, 4);
+SI_QMATMUL_FAMILY(I4fAvx512G16, (i4f_avx512<R, J, true>), 8, 4);
+SI_QMATMUL_FAMILY(I8i8Vnni, (i8i8_vnni<R, J, false>), 8, 4);
+SI_QMATMUL_FAMILY(I8i8VnniSmall, (i8i8_vnni<R, J, true>), 8, 4);
+#undef SI_QMATMUL_FAMILY
+
+template <class K, int J>
+void rows_with(const Job& job, int64_t r0, int64_t r1, int64_t c) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) K::template run<4, J>(job, r, c, r == r0);
+    switch (r1 - r) {
+        case 3: K::template run<3, J>(job, r, c, r == r0); break;
+        case 2: K::template run<2, J>(job, r, c, r == r0); break;
+        case 1: K::template run<1, J>(job, r, c, r == r0); break;
+        default: break;
+    }
+}
+
+template <class K>
+void tile_with(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    int64_t c = c0;
+    if (r1 - r0 == 1) {
+        for (; c + K::kJ1 <= c1; c += K::kJ1) K::template run<1, K::kJ1>(job, r0, c, true);
+    } else {
+        for (; c + K::kJ <= c1; c += K::kJ) rows_with<K, K::kJ>(job, r0, r1, c);
+    }
+    for (; c < c1; ++c) rows_with<K, 1>(job, r0, r1, c);
+}
+
+template <class K, bool kSmall>
+void tile_vnni(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    if (r1 - r0 > 1) return tile_with<K>(job, r0, r1, c0, c1);
+    for (int64_t c = c0; c < c1; ++c) i8i8_vnni_row<kSmall>(job, r0, c);
+}
+
+using TileFn = void (*)(const Job&, int64_t, int64_t, int64_t, int64_t);
+using PrepareFn = void (*)(const Job&, int64_t, int64_t);
+
+// The block kernel for this call: a vector family when the ISA level has one for the format,
+// activation mode and group size, else the generic loops.
+TileFn choose_tile(Isa isa, const si_qmatmul_params& p) {
+    const int64_t gs = p.group_size;
+    const bool single = gs >= p.k;
+    if (isa == Isa::Scalar) return block_generic;
+    const bool avx512 = isa == Isa::Avx512;
+    if (p.activations == SI_ACTIVATIONS_I8) {
+        if (avx512 && has_avx512_vnni()) {
+            if (single || gs % 64 == 0) return tile_vnni<I8i8Vnni, false>;
+            if (gs == 16 || gs == 32) return tile_vnni<I8i8VnniSmall, true>;
+        } else {
+            if (single || gs % 32 == 0) return tile_with<I8i8Avx2>;
+            if (gs == 16) return tile_with<I8i8Avx2Small>;
+        }
+        return block_generic;
+    }
+    if (p.format == SI_WEIGHT_I8) {
+        if (avx512 && (single || gs % 16 == 0)) return tile_with<I8fAvx512>;
+        if (!avx512 && (single || gs % 8 == 0)) return tile_with<I8fAvx2>;
+        return block_generic;
+    }
+    if (avx512) {
+        if (single || gs % 32 == 0) return tile_with<I4fAvx512>;
+        if (gs == 16) return tile_with<I4fAvx512G16>;
+    } else if (single || gs % 16 == 0) {
+        return tile_with<I4fAvx2>;
+    }
+    return block_generic;
+}
+
+// Per-call scratch for prepared activations, kept by the calling thread between calls
+// (workers only read it). 64-byte aligned.
+uint8_t* scratch(size_t bytes) {
+    thread_local std::vector<uint8_t> buffer;
+    if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+    const uintptr_t at = reinterpret_cast<uintptr_t>(buffer.data());
+    return buffer.data() + ((64 - at % 64) % 64);
+}
+
+}  // namespace
+
+si_status qmatmul(const Env& env, const si_qmatmul_params& p) {
+    if (p.m == 0) return SI_OK;
+    Job job{};
+    job.p = &p;
+    job.n_groups = (int64_t(p.k) + p.group_size - 1) / p.group_size;
+    job.row_bytes = p.format == SI_WEIGHT_I4 ? (int64_t(p.k) + 1) / 2 : p.k;
+    const Isa isa = env.kernels.isa;
+    const TileFn tile = choose_tile(isa, p);
+    const bool vector = tile != block_generic;
+
+    // Prepare the activations once per call, split over rows.
+    PrepareFn prepare = nullptr;
+    if (p.activations == SI_ACTIVATIONS_I8) {
+        job.xq_stride = (int64_t(p.k) + 63) / 64 * 64;
+        job.xq_offset = vector && isa == Isa::Avx512 && has_avx512_vnni() ? 128 : 0;
+        const size_t xq_bytes = size_t(p.m) * size_t(job.xq_stride);
+        uint8_t* buffer = scratch(xq_bytes + size_t(p.m) * sizeof(float));
+        job.xq = buffer;
+        job.x_scale = reinterpret_cast<const float*>(buffer + xq_bytes);  // xq_bytes is a multiple of 64
+        prepare = isa == Isa::Avx512 ? quantize_rows_avx512 : isa == Isa::Avx2 ? quantize_rows_avx2 : quantize_rows_scalar;
+    } else if (p.format == SI_WEIGHT_I4 && vector) {
+        job.xs_stride = (int64_t(p.k) + kSplit - 1) / kSplit * kSplit;
+        job.xs = reinterpret_cast<const float*>(scratch(size_t(p.m) * size_t(job.xs_stride) * sizeof(float)));
+        prepare = split_rows;
+    }
+    if (prepare) {
+        const int64_t row_grain = std::max<int64_t>(1, (int64_t(1) << 15) / p.k);
+        env.pool.parallel_for(p.m, row_grain, [&](int64_t begin, int64_t end) { prepare(job, begin, end); });
+    }
+
+    const int64_t col_blocks = (p.n + kColBlock - 1) / kColBlock;
+    const int64_t row_blocks = (p.m + kRowBlock - 1) / kRowBlock;
+    // As in the dense matmul: items are (column block, row block), row block fastest; small
+    // problems stay on one thread.
+    const int64_t items = col_blocks * row_blocks;
+    const int64_t work_per_item = kColBlock * std::min<int64_t>(p.m, kRowBlock) * p.k;
+    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / work_per_item);
+    env.pool.parallel_for(items, grain, [&](int64_t begin, int64_t end) {
+        if (row_blocks == 1) {
+            tile(job, 0, p.m, begin * kColBlock, std::min<int64_t>(end * kColBlock, p.n));
+            return;
+        }
+        for (int64_t item = begin; item < end; ++item) {
+            const int64_t cb = item / row_blocks, rb = item % row_blocks;
+            tile(job, rb * kRowBlock, std::min<int64_t>((rb + 1) * kRowBlock, p.m), cb * kColBlock,
+                 std::min<int64_t>((cb + 1) * kColBlock, p.n));
+        }
+    });
+    return SI_OK;
+}
+
+}  // namespace si::cpu

@@ -3,7 +3,10 @@
 #include "common/backend.h"
 #include "common/status.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/kv_write.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/paged_attention.cuh"
+#include "cuda/qmatmul.cuh"
 
 #include <cuda_runtime_api.h>
 
@@ -78,6 +81,14 @@ public:
     si_status add(const si_add_params& p) override { return run(launch_add, p); }
     si_status softmax(const si_softmax_params& p) override { return run(launch_softmax, p); }
     si_status argmax(const si_argmax_params& p) override { return run(launch_argmax, p); }
+    si_status qmatmul(const si_qmatmul_params& p) override { return run(launch_qmatmul, p); }
+    si_status kv_write(const si_kv_write_params& p) override { return run(launch_kv_write, p); }
+    si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
+        ScopedDevice scope;
+        SI_RETURN_IF_ERROR(scope.enter(device_));
+        return cuda::paged_attention_workspace_size(p, out_bytes);
+    }
+    si_status paged_attention(const si_paged_attention_params& p) override { return run(launch_paged_attention, p); }
 
 private:
     template <typename Params>

@@ -17,6 +17,7 @@ public:
     si_status add(const si_add_params& p) override { return ref::add(p); }
     si_status softmax(const si_softmax_params& p) override { return ref::softmax(p); }
     si_status argmax(const si_argmax_params& p) override { return ref::argmax(p); }
+    si_status qmatmul(const si_qmatmul_params& p) override { return ref::qmatmul(p); }
     si_status kv_write(const si_kv_write_params& p) override { return ref::kv_write(p); }
     si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         return ref::paged_attention_workspace_size(p, out_bytes);

@@ -16,6 +16,7 @@ si_status swiglu(const si_swiglu_params& p);
 si_status add(const si_add_params& p);
 si_status softmax(const si_softmax_params& p);
 si_status argmax(const si_argmax_params& p);
+si_status qmatmul(const si_qmatmul_params& p);
 si_status kv_write(const si_kv_write_params& p);
 si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes);
 si_status paged_attention(const si_paged_attention_params& p);

@@ -1,15 +1,19 @@
 // GgufCheckpointLoader.cs: turns a parsed GGUF file into a ModelCheckpoint: the Llama config from
 // the {arch}.* keys, the SentencePiece tokenizer from tokenizer.ggml.*, and tensors that point
-// into the mapped file. q/k stay as stored; the config says which RoPE layout they need.
+// into the mapped file (dense) or are repacked exactly into the si_qmatmul layout at load
+// (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; see GgufRepack). q/k stay as stored; the config says which RoPE
+// layout they need.
+using SharpInfer.Quantization;
 using SharpInfer.Tokenization;
 
 namespace SharpInfer.Models.Gguf;
 
-internal static class GgufCheckpointLoader
+internal static unsafe class GgufCheckpointLoader
 {
     public static ModelCheckpoint Load(string path)
     {
         var gguf = GgufFile.Open(path);
+        var owned = new List<IDisposable> { gguf };
         try
         {
             // Architecture first: a model of another family should say so, not fail on a detail.
@@ -22,9 +26,13 @@ internal static class GgufCheckpointLoader
             var order = new List<string>();
             foreach (var info in gguf.Tensors)
             {
-                if (!GgmlTypeInfo.TryToDType(info.Type, out var dtype))
-                    throw new ModelFormatException(path, $"unsupported tensor type {GgmlTypeInfo.Name(info.Type)} in tensor '{info.Name}' (this build loads F32/F16/BF16)");
-                tensors.Add(info.Name, new WeightTensor(info.Name, dtype, info.Shape, gguf.File, info.FileOffset, info.ByteLength));
+                if (GgmlTypeInfo.TryToDType(info.Type, out var dtype))
+                    tensors.Add(info.Name, new WeightTensor(info.Name, dtype, info.Shape, gguf.File, info.FileOffset, info.ByteLength));
+                else if (GgufRepack.IsSupported(info.Type))
+                    tensors.Add(info.Name, RepackQuantized(gguf, info, owned));
+                else
+                    throw new ModelFormatException(path, $"unsupported tensor type {GgmlTypeInfo.Name(info.Type)} in tensor '{info.Name}' " +
+                        $"(this build loads F32/F16/BF16 and {string.Join("/", GgufRepack.SupportedTypes)})");
                 order.Add(info.Name);
             }
 
@@ -32,13 +40,30 @@ internal static class GgufCheckpointLoader
             var config = ReadConfig(gguf, tensors, tokenizer);
             config.Validate(path);
             LlamaTensorNames.Validate(config, tensors, path);
-            return new ModelCheckpoint(path, "gguf", config, tokenizer, gguf.GetString("tokenizer.chat_template"), tensors, order, [gguf]);
+            return new ModelCheckpoint(path, "gguf", config, tokenizer, gguf.GetString("tokenizer.chat_template"), tensors, order, owned);
         }
         catch
         {
-            gguf.Dispose();
+            foreach (var d in owned) d.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Repacks a block-quantized matrix into the si_qmatmul layout at load (exactly; see GgufRepack).
+    /// The GGUF blocks interleave scales with values, so the result is a new native copy.
+    /// </summary>
+    private static WeightTensor RepackQuantized(GgufFile gguf, GgufTensorInfo info, List<IDisposable> owned)
+    {
+        long[] shape = info.Shape;
+        if (shape.Length != 2)
+            throw new ModelFormatException(gguf.Path, $"tensor '{info.Name}' is {GgmlTypeInfo.Name(info.Type)} with {shape.Length} dims; quantized tensors must be 2-D matrices");
+        if (shape[0] > int.MaxValue || shape[1] > int.MaxValue)
+            throw new ModelFormatException(gguf.Path, $"tensor '{info.Name}' [{string.Join(", ", shape)}] is too large");
+        var weight = GgufRepack.Repack(info.Type, gguf.File.Base == null ? 0 : (nint)(gguf.File.Base + info.FileOffset),
+                                       info.ByteLength, (int)shape[0], (int)shape[1]);
+        owned.Add(weight);
+        return new WeightTensor(info.Name, weight, gguf.Path, GgmlTypeInfo.Name(info.Type));
     }
 
     internal static LlamaConfig ReadConfig(GgufFile gguf, IReadOnlyDictionary<string, WeightTensor> tensors, TextTokenizer tokenizer)

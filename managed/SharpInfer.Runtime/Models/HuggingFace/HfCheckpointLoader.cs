@@ -2,8 +2,11 @@
 // model.safetensors or a sharded model.safetensors.index.json, tokenizer.model plus
 // tokenizer_config.json / special_tokens_map.json / generation_config.json. Tensor names are
 // mapped to the canonical llama.cpp ones; q/k stay in HF order, so the config says RotateHalf.
+// A quantization_config (GPTQ, AWQ or our own format) turns each quantized module's tensors into
+// one quantized weight (HfQuantizedTensors).
 using System.Text.Json;
 using SharpInfer.Models.SafeTensors;
+using SharpInfer.Quantization;
 using SharpInfer.Tokenization;
 
 namespace SharpInfer.Models.HuggingFace;
@@ -26,9 +29,11 @@ internal static class HfCheckpointLoader
         var specialTokensMap = JsonFile.TryLoad(Path.Combine(folder, "special_tokens_map.json"));
 
         var files = new List<SafeTensorsFile>();
+        var quantized = new List<IDisposable>();
         try
         {
-            var (tensors, order, hfNames) = LoadTensors(folder, files);
+            var quantization = HfQuantizationConfig.Read(configJson.Root, configJson.Path);
+            var (tensors, order, hfNames) = LoadTensors(folder, files, quantization, partial, quantized);
             var tokenizer = LoadTokenizer(folder, configJson, generation, tokenizerConfig, specialTokensMap);
 
             bool tied = configJson.Bool("tie_word_embeddings") ?? false;
@@ -42,10 +47,11 @@ internal static class HfCheckpointLoader
             config.Validate(configJson.Path);
             LlamaTensorNames.Validate(config, tensors, folder,
                 name => hfNames.TryGetValue(name, out var hf) ? $"'{name}' ('{hf}')" : $"'{name}' ('{ToHuggingFaceName(name)}')");
-            return new ModelCheckpoint(folder, "hf", config, tokenizer, ReadChatTemplate(tokenizerConfig), tensors, order, files);
+            return new ModelCheckpoint(folder, "hf", config, tokenizer, ReadChatTemplate(tokenizerConfig), tensors, order, [.. quantized, .. files]);
         }
         catch
         {
+            foreach (var q in quantized) q.Dispose();
             foreach (var f in files) f.Dispose();
             throw;
         }
@@ -123,7 +129,7 @@ internal static class HfCheckpointLoader
     }
 
     private static (Dictionary<string, WeightTensor> Tensors, List<string> Order, Dictionary<string, string> HfNames)
-        LoadTensors(string folder, List<SafeTensorsFile> files)
+        LoadTensors(string folder, List<SafeTensorsFile> files, HfQuantizationConfig? quantization, LlamaConfig config, List<IDisposable> quantized)
     {
         string single = Path.Combine(folder, "model.safetensors");
         string index = Path.Combine(folder, "model.safetensors.index.json");
@@ -163,11 +169,20 @@ internal static class HfCheckpointLoader
         var order = new List<string>();
         var hfNames = new Dictionary<string, string>(StringComparer.Ordinal);
         var foundIn = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Quantized modules are stored as several tensors (qweight, scales, ...): gather them first.
+        var quantizedParts = new Dictionary<string, Dictionary<string, HfQuantizedTensors.Part>>(StringComparer.Ordinal);
         foreach (var file in files)
         {
             foreach (var info in file.Tensors)
             {
                 foundIn[info.Name] = Path.GetFileName(file.Path);
+                if (quantization is not null && HfQuantizationConfig.TrySplit(info.Name, out string module, out string suffix))
+                {
+                    if (!quantizedParts.TryGetValue(module, out var parts))
+                        quantizedParts[module] = parts = new Dictionary<string, HfQuantizedTensors.Part>(StringComparer.Ordinal);
+                    parts[suffix] = new HfQuantizedTensors.Part(file, info);
+                    continue;
+                }
                 string? canonical = LlamaTensorNames.FromHuggingFace(info.Name);
                 if (canonical is null) continue;
                 var dtype = info.DType switch
@@ -183,6 +198,28 @@ internal static class HfCheckpointLoader
                 hfNames[canonical] = info.Name;
                 order.Add(canonical);
             }
+        }
+        if (quantizedParts.Count > 0)
+        {
+            var expected = LlamaTensorNames.Expected(config, includeOutput: true).ToDictionary(e => e.Name, e => e.Shape, StringComparer.Ordinal);
+            foreach (var (module, parts) in quantizedParts)
+            {
+                string anyFile = parts.Values.First().File.Path;
+                string? canonical = LlamaTensorNames.FromHuggingFace(module + ".weight");
+                if (canonical is null || !expected.TryGetValue(canonical, out long[]? shape) || shape.Length != 2)
+                    throw new ModelFormatException(anyFile, $"quantized tensor '{module}.{parts.Keys.First()}' is not a linear weight of a {config.Architecture} model");
+                if (hfNames.TryGetValue(canonical, out string? previous))
+                    throw new ModelFormatException(anyFile, $"tensors '{previous}' and '{module}.qweight' both map to '{canonical}'");
+                tensors.Add(canonical, HfQuantizedTensors.Build(quantization!, module, canonical, parts, (int)shape[0], (int)shape[1], quantized));
+                hfNames[canonical] = module + ".qweight";
+                order.Add(canonical);
+            }
+        }
+        if (quantization?.Method == HfQuantizationConfig.SharpInferMethod)
+        {
+            foreach (string module in quantization.Modules.Keys)
+                if (!quantizedParts.ContainsKey(module))
+                    throw new ModelFormatException(folder, $"quantization_config.modules lists '{module}', but there is no tensor '{module}.qweight'");
         }
         if (weightMap is not null)
         {

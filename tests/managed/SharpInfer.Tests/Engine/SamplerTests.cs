@@ -73,4 +73,53 @@ public class SamplerTests
         var parameters = new SamplingParams { Temperature = t, TopK = k, TopP = p, MinP = minP, RepetitionPenalty = rep };
         Assert.Throws<ArgumentException>(() => new Sampler(parameters));
     }
+
+    [Fact]
+    public void FrequencyAndPresencePenalties_CountOnlyGeneratedTokens()
+    {
+        // history = prompt [0, 0] + output [0, 1]: only the output counts.
+        int[] history = [0, 0, 0, 1];
+        var frequency = new Sampler(new SamplingParams { FrequencyPenalty = 1.5f });
+        float[] a = [5, 4.5f, 4];
+        Assert.Equal(2, frequency.Sample(a, history, promptLength: 2, out _));   // 5-1.5=3.5, 4.5-1.5=3, 4
+        Assert.Equal([3.5f, 3f, 4f], a);
+        var presence = new Sampler(new SamplingParams { PresencePenalty = 0.8f });
+        float[] b = [5, 4.5f, 4.5f];
+        presence.Sample(b, history, promptLength: 2, out _);
+        Assert.Equal([4.2f, 3.7f, 4.5f], b);
+        // The two-argument overload treats the whole history as output.
+        float[] c = [5, 4.5f, 4];
+        new Sampler(new SamplingParams { FrequencyPenalty = 1 }).Sample(c, history);
+        Assert.Equal([2f, 3.5f, 4f], c);
+    }
+
+    [Fact]
+    public void LogitBias_ShiftsAndBansTokens()
+    {
+        var s = new Sampler(new SamplingParams { LogitBias = new Dictionary<int, float> { [0] = float.NegativeInfinity, [2] = 3 } });
+        Assert.Equal(2, s.Sample(new float[] { 9, 1, 0 }, []));
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingParams { LogitBias = new Dictionary<int, float> { [-1] = 1 } }));
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingParams { LogitBias = new Dictionary<int, float> { [1] = float.NaN } }));
+    }
+
+    [Fact]
+    public void Logprobs_AreOfTheRawDistribution_WithTopAlternatives()
+    {
+        float[] logits = [1, 3, 2, 3];
+        double logSum = Math.Log(logits.Sum(v => Math.Exp(v)));
+        var s = new Sampler(new SamplingParams { TopLogprobs = 3, RepetitionPenalty = 10, Logprobs = true });
+        int token = s.Sample((float[])logits.Clone(), [1], 0, out var lp);
+        Assert.Equal(3, token);  // the penalty pushes id 1 down; logprobs still describe the raw logits
+        Assert.NotNull(lp);
+        Assert.Equal(3, lp.TokenId);
+        Assert.Equal(3 - logSum, lp.Logprob, 5);
+        Assert.Equal([1, 3, 2], lp.TopAlternatives.Select(a => a.TokenId));  // ties to the lower id
+        Assert.Equal(3 - logSum, lp.TopAlternatives[0].Logprob, 5);
+        Assert.Equal(2 - logSum, lp.TopAlternatives[2].Logprob, 5);
+
+        new Sampler(SamplingParams.Greedy).Sample(new float[] { 1, 2 }, [], 0, out var none);
+        Assert.Null(none);
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingParams { TopLogprobs = 21 }));
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingParams { PresencePenalty = -2.5f }));
+    }
 }

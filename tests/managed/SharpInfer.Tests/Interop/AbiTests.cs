@@ -26,6 +26,7 @@ public class AbiTests
         Assert.Equal(104, Unsafe.SizeOf<SiKvWriteParams>());
         Assert.Equal(8, Unsafe.SizeOf<SiAttentionVariant>());
         Assert.Equal(160, Unsafe.SizeOf<SiPagedAttentionParams>());
+        Assert.Equal(88, Unsafe.SizeOf<SiQmatmulParams>());
     }
 
     [Fact]

@@ -214,10 +214,10 @@ public sealed class GgufValidationTests
         TestFiles.WriteLlamaGguf(path, config, editTensors: tensors =>
         {
             int i = tensors.FindIndex(t => t.Name == "blk.1.ffn_up.weight");
-            // [48, 256] Q4_K: one 144-byte block per row of 256.
-            tensors[i] = GgufTensorData.FromBytes("blk.1.ffn_up.weight", [48, 256], GgmlType.Q4_K, new byte[48 * 144]);
+            // [48, 256] Q5_0: 8 blocks of 22 bytes per row of 256 (a type this build does not repack).
+            tensors[i] = GgufTensorData.FromBytes("blk.1.ffn_up.weight", [48, 256], GgmlType.Q5_0, new byte[48 * 8 * 22]);
         });
-        LoadFails(path, "unsupported tensor type Q4_K in tensor 'blk.1.ffn_up.weight' (this build loads F32/F16/BF16)");
+        LoadFails(path, "unsupported tensor type Q5_0 in tensor 'blk.1.ffn_up.weight' (this build loads F32/F16/BF16 and Q8_0/Q4_0/Q4_1/Q4_K/Q6_K)");
     }
 
     [Fact]
