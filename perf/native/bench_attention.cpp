@@ -276,7 +276,7 @@ si_context* cpu_context() {
     return context;
 }
 
-bool check(benchmark::State& state, si_status status) {
+bool check(benchmark::State& state, si_result status) {
     if (status == SI_OK) return true;
     const char* message = "";
     si_last_error(&message);
@@ -367,9 +367,9 @@ struct PagedProblem {
     }
 
     // Sizes the workspace for these params and points them at it.
-    si_status prepare(si_paged_attention_params* p) {
+    si_result prepare(si_paged_attention_params* p) {
         int64_t bytes = 0;
-        const si_status status = si_paged_attention_workspace_size(cpu_context(), p, &bytes);
+        const si_result status = si_paged_attention_workspace_size(cpu_context(), p, &bytes);
         if (status != SI_OK) return status;
         workspace.resize(size_t(bytes) + 64);
         p->workspace = workspace.data();

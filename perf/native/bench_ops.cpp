@@ -53,7 +53,7 @@ si_context* cpu_context(int32_t num_threads) {
     return contexts[slot];
 }
 
-bool check(benchmark::State& state, si_status status) {
+bool check(benchmark::State& state, si_result status) {
     if (status == SI_OK) return true;
     const char* message = "";
     si_last_error(&message);

@@ -148,7 +148,7 @@ si_context* cpu_context() {
     return context;
 }
 
-bool check(benchmark::State& state, si_status status) {
+bool check(benchmark::State& state, si_result status) {
     if (status == SI_OK) return true;
     const char* message = "";
     si_last_error(&message);
@@ -234,7 +234,7 @@ void BM_qmatmul(benchmark::State& state) {
     for (auto _ : state) {
         const uint8_t* base = weights.data.data() + copy * weights.bytes;
         copy = (copy + 1) % weights.copies;
-        si_status status;
+        si_result status;
         if (format == kF16) {
             si_matmul_params p{};
             p.x = x.data();

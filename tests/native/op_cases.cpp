@@ -40,7 +40,7 @@ std::vector<void*> HostMemoryAdapter::upload(si_context*, std::vector<Buffer>& b
     return pointers;
 }
 
-si_status HostMemoryAdapter::download(si_context* context, std::vector<Buffer>&, const std::vector<void*>&) {
+si_result HostMemoryAdapter::download(si_context* context, std::vector<Buffer>&, const std::vector<void*>&) {
     return si_context_synchronize(context);
 }
 
@@ -785,7 +785,7 @@ CaseResult run_op_case(const OpCase& op_case, si_context* target, MemoryAdapter&
     }
     std::vector<Buffer> want = initial;
     HostMemoryAdapter host;
-    si_status status = op_case.run(ref, host.upload(ref, want));
+    si_result status = op_case.run(ref, host.upload(ref, want));
     const std::string ref_error = status == SI_OK ? "" : last_error_text();
     si_context_destroy(ref);
     if (status != SI_OK) {
@@ -798,7 +798,7 @@ CaseResult run_op_case(const OpCase& op_case, si_context* target, MemoryAdapter&
     const std::vector<void*> pointers = adapter.upload(target, got);
     status = op_case.run(target, pointers);
     const std::string run_error = status == SI_OK ? "" : last_error_text();
-    const si_status download_status = adapter.download(target, got, pointers);
+    const si_result download_status = adapter.download(target, got, pointers);
     if (status == SI_ERR_UNSUPPORTED) {
         result.outcome = Outcome::Unsupported;
         result.message = "unsupported: " + run_error;
@@ -856,7 +856,7 @@ public:
         int32_t live_before = -1, live_after = -1;
         ASSERT_EQ(si_live_context_count(&live_before), SI_OK);
         si_context* context = nullptr;
-        const si_status created = make_context_(&context);
+        const si_result created = make_context_(&context);
         ASSERT_EQ(created, SI_OK) << "creating the target context failed: " << last_error_text();
         std::unique_ptr<MemoryAdapter> adapter = make_adapter_();
         const CaseResult result = run_op_case(*op_case_, context, *adapter);

@@ -22,12 +22,12 @@
 // before RUN_ALL_TESTS(), or iterate op_cases() with run_op_case() yourself.
 #pragma once
 
-// <signal.h> (pulled in by GoogleTest) defines si_status as a macro for a siginfo_t field,
-// which would rewrite the ABI's si_status type. Include it first, then drop the macro, so
+// <signal.h> (pulled in by GoogleTest) defines si_result as a macro for a siginfo_t field,
+// which would rewrite the ABI's si_result type. Include it first, then drop the macro, so
 // the ABI name works in every file that includes this header, in any include order.
 #include <gtest/gtest.h>
 #include <csignal>
-#undef si_status
+#undef si_result
 
 #include <sharpinfer/sharpinfer.h>
 
@@ -79,7 +79,7 @@ public:
     // Called once after every upload, even when the op failed: waits for the context,
     // copies every Output/InOut buffer back into buffers[i].data, releases what upload
     // allocated. Returns SI_OK or the first failing status.
-    virtual si_status download(si_context* context, std::vector<Buffer>& buffers, const std::vector<void*>& pointers) = 0;
+    virtual si_result download(si_context* context, std::vector<Buffer>& buffers, const std::vector<void*>& pointers) = 0;
 };
 
 // For host backends (ref, cpu): the op reads and writes the host vectors directly.
@@ -87,7 +87,7 @@ class HostMemoryAdapter final : public MemoryAdapter {
 public:
     const char* name() const override { return "host"; }
     std::vector<void*> upload(si_context* context, std::vector<Buffer>& buffers) override;
-    si_status download(si_context* context, std::vector<Buffer>& buffers, const std::vector<void*>& pointers) override;
+    si_result download(si_context* context, std::vector<Buffer>& buffers, const std::vector<void*>& pointers) override;
 };
 
 // ---- tolerances ----------------------------------------------------------------------------
@@ -112,7 +112,7 @@ struct OpCase {
     std::function<std::vector<Buffer>()> make_buffers;
     // Fills the params struct from pointers[i] (buffer i, as upload returned them) and calls
     // the op on the context. Returns the op's status.
-    std::function<si_status(si_context*, const std::vector<void*>& pointers)> run;
+    std::function<si_result(si_context*, const std::vector<void*>& pointers)> run;
 };
 
 // Every case, built once (cheap: buffers are made when a case runs).
@@ -138,7 +138,7 @@ std::vector<std::pair<const OpCase*, CaseResult>> run_op_case_grid(si_context* t
 
 // ---- GoogleTest registration -------------------------------------------------------------
 
-using ContextFactory = std::function<si_status(si_context** out_context)>;
+using ContextFactory = std::function<si_result(si_context** out_context)>;
 using AdapterFactory = std::function<std::unique_ptr<MemoryAdapter>()>;
 using CaseFilter = std::function<bool(const OpCase&)>;
 

@@ -14,7 +14,7 @@
 // wrong output); y gaps and a guard after y hold a NaN sentinel that must keep its bits.
 #pragma once
 
-#include "op_cases.h"  // first: it tames <signal.h>'s si_status macro
+#include "op_cases.h"  // first: it tames <signal.h>'s si_result macro
 
 #include <sharpinfer/sharpinfer.h>
 
@@ -226,7 +226,7 @@ struct Problem {
     }
 
     // Runs the case on a host-memory context (ref or cpu); returns the status and fills *y.
-    si_status run_host(si_context* context, std::vector<float>* y) const {
+    si_result run_host(si_context* context, std::vector<float>* y) const {
         *y = y_init;
         const si_qmatmul_params p = params(x.data(), q.data(), scales.data(), offsets.data(), bias.data(), y->data());
         return si_qmatmul(context, &p);

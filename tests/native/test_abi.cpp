@@ -1,7 +1,7 @@
 // test_abi.cpp: the C ABI contract: versions, errors as statuses plus messages (never a
 // crash), argument validation of every op, context lifetime counting, the cuda backend's
 // behaviour on a machine without one, and exhaustive f16/bf16 conversion checks.
-#include "op_cases.h"  // first: it tames <signal.h>'s si_status macro
+#include "op_cases.h"  // first: it tames <signal.h>'s si_result macro
 #include "test_util.h"
 
 #include "common/dtype.h"
@@ -117,7 +117,7 @@ TEST(Context, CudaWithoutDeviceFailsCleanly) {
     si_context_options options{};
     options.backend = SI_BACKEND_CUDA;
     si_context* context = nullptr;
-    const si_status status = si_context_create(&options, &context);
+    const si_result status = si_context_create(&options, &context);
     if (compiled && status == SI_OK) {
         EXPECT_NE(context, nullptr);
         si_context_destroy(context);
@@ -202,12 +202,12 @@ struct ValidOps {
 
 struct BadCall {
     const char* what;
-    si_status expected;
-    std::function<si_status(si_context*, ValidOps&)> call;
+    si_result expected;
+    std::function<si_result(si_context*, ValidOps&)> call;
 };
 
 template <typename P, typename Op>
-si_status with(ValidOps& v, P (ValidOps::*make)(), Op op, si_context* ctx, const std::function<void(P&)>& mutate) {
+si_result with(ValidOps& v, P (ValidOps::*make)(), Op op, si_context* ctx, const std::function<void(P&)>& mutate) {
     P p = (v.*make)();
     mutate(p);
     return op(ctx, &p);
@@ -222,7 +222,7 @@ si_status with(ValidOps& v, P (ValidOps::*make)(), Op op, si_context* ctx, const
     }
 
 std::vector<BadCall> bad_calls() {
-    const si_status inv = SI_ERR_INVALID_ARGUMENT, unsup = SI_ERR_UNSUPPORTED;
+    const si_result inv = SI_ERR_INVALID_ARGUMENT, unsup = SI_ERR_UNSUPPORTED;
     return {
         SI_BAD(embedding, inv, p.table = nullptr), SI_BAD(embedding, inv, p.ids = nullptr), SI_BAD(embedding, inv, p.out = nullptr),
         SI_BAD(embedding, inv, p.vocab = 0), SI_BAD(embedding, inv, p.dim = 0), SI_BAD(embedding, inv, p.n_tokens = -1),
@@ -266,7 +266,7 @@ TEST_P(OpValidationTest, BadArgumentsGiveStatusAndMessage) {
     ValidOps valid;
     for (const BadCall& bad : bad_calls()) {
         std::fill(valid.out.begin(), valid.out.end(), 0.0f);
-        const si_status status = bad.call(context.get(), valid);
+        const si_result status = bad.call(context.get(), valid);
         EXPECT_EQ(status, bad.expected) << bad.what;
         EXPECT_FALSE(last_error_text().empty()) << bad.what;
         EXPECT_TRUE(std::all_of(valid.out.begin(), valid.out.end(), [](float x) { return x == 0.0f; })) << bad.what << " wrote output";

@@ -2,7 +2,7 @@
 // or on the thread count: matmul row r is bit-identical for m = 1 and m = 17 and for 1, 2
 // and 3 threads, on every ISA level; an attention query gives the same bits in decode
 // (n_q = 1) and inside a prefill (n_q = n_ctx).
-#include "op_cases.h"  // first: it tames <signal.h>'s si_status macro
+#include "op_cases.h"  // first: it tames <signal.h>'s si_result macro
 #include "test_util.h"
 
 #include "common/dtype.h"

@@ -1,7 +1,7 @@
 // test_cpu_ops.cpp: the cpu backend against ref over the whole op case grid, once per ISA
 // level the machine has (CpuOps_scalar, CpuOps_avx2, CpuOps_avx512), plus exhaustive checks
 // of the SIMD f16/bf16 conversions through si_embedding.
-#include "op_cases.h"  // first: it tames <signal.h>'s si_status macro
+#include "op_cases.h"  // first: it tames <signal.h>'s si_result macro
 #include "test_util.h"
 
 #include "common/dtype.h"

@@ -12,7 +12,7 @@
 // int8 KV tolerance: against an f16 cache of the same K/V, the attention output of an int8
 // cache (per-(token, head) symmetric scales, common/kv_quant.h) differs by at most
 // kInt8VsF16MaxAbs = 1e-2 absolute for inputs in [-1, 1] (measured worst: ~2e-3).
-#include "op_cases.h"  // first: it tames <signal.h>'s si_status macro
+#include "op_cases.h"  // first: it tames <signal.h>'s si_result macro
 #include "test_util.h"
 
 #include "common/dtype.h"
@@ -257,7 +257,7 @@ Problem make_problem(const Spec& spec) {
 }
 
 struct RunResult {
-    si_status status = SI_ERR_INTERNAL;
+    si_result status = SI_ERR_INTERNAL;
     std::string error;
     std::vector<float> out;
 };

@@ -3,7 +3,7 @@
 // them), over the case grid of qmatmul_cases.h (exact cases bit for bit, random cases within
 // the tolerance there); plus batch invariance (a row's bits do not depend on m or on the
 // thread count) and the entry's handling of empty and unsupported requests.
-#include "qmatmul_cases.h"  // first: op_cases.h tames <signal.h>'s si_status macro
+#include "qmatmul_cases.h"  // first: op_cases.h tames <signal.h>'s si_result macro
 #include "test_util.h"
 
 #include <gtest/gtest.h>

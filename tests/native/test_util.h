@@ -18,7 +18,7 @@ struct ContextDeleter {
 using ContextPtr = std::unique_ptr<si_context, ContextDeleter>;
 
 // Creates a cpu context restricted to `isa` ("scalar", "avx2", "avx512"; "" = best).
-inline si_status create_cpu_context(const std::string& isa, int32_t num_threads, si_context** out) {
+inline si_result create_cpu_context(const std::string& isa, int32_t num_threads, si_context** out) {
     const char* previous = std::getenv("SI_CPU_ISA");
     const std::string saved = previous ? previous : "";
     if (isa.empty()) unsetenv("SI_CPU_ISA");
@@ -26,7 +26,7 @@ inline si_status create_cpu_context(const std::string& isa, int32_t num_threads,
     si_context_options options{};
     options.backend = SI_BACKEND_CPU;
     options.num_threads = num_threads;
-    const si_status status = si_context_create(&options, out);
+    const si_result status = si_context_create(&options, out);
     if (previous) setenv("SI_CPU_ISA", saved.c_str(), 1);
     else unsetenv("SI_CPU_ISA");
     return status;

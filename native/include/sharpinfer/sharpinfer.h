@@ -3,7 +3,7 @@
  * the managed runtime.
  *
  * Conventions (every export follows them):
- *  - Every export returns an si_status (0 = SI_OK). On failure, si_last_error() gives a
+ *  - Every export returns an si_result (0 = SI_OK). On failure, si_last_error() gives a
  *    human-readable message for the calling thread. Nothing here aborts, exits or throws
  *    across the boundary.
  *  - Opaque handles come in create/destroy pairs. Destroy accepts NULL.
@@ -36,9 +36,10 @@ extern "C" {
 #endif
 
 /* Bumped on any change to a signature, struct layout or enum value below. */
-#define SI_ABI_VERSION 1
+#define SI_ABI_VERSION 2
 
-typedef int32_t si_status;
+/* (Not "si_status": glibc's <signal.h> defines si_status as a macro.) */
+typedef int32_t si_result;
 enum {
     SI_OK = 0,
     SI_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad shape, out-of-range value */
@@ -79,19 +80,19 @@ enum {
  * ------------------------------------------------------------------------------------- */
 
 /* Writes SI_ABI_VERSION of the loaded library. Managed code refuses a mismatch. */
-SI_API si_status si_abi_version(int32_t* out_version);
+SI_API si_result si_abi_version(int32_t* out_version);
 
 /* Message for the last failed call on this thread ("" if none). The pointer stays valid
  * until the next si_* call on the same thread. */
-SI_API si_status si_last_error(const char** out_message);
+SI_API si_result si_last_error(const char** out_message);
 
 /* Writes 1 if the backend is compiled into this library, else 0. (Compiled is not usable:
  * the cuda backend also needs a device; si_context_create reports SI_ERR_NO_DEVICE.) */
-SI_API si_status si_backend_compiled(si_backend backend, int32_t* out_compiled);
+SI_API si_result si_backend_compiled(si_backend backend, int32_t* out_compiled);
 
 /* Static description of this build: version, compiled backends, CPU features detected.
  * The string is owned by the library and lives as long as it is loaded. */
-SI_API si_status si_build_info(const char** out_info);
+SI_API si_result si_build_info(const char** out_info);
 
 /* ---------------------------------------------------------------------------------------
  * Context: a backend instance (thread pool for cpu, device + stream for cuda).
@@ -108,12 +109,12 @@ typedef struct si_context_options {
 
 /* Returns SI_ERR_NOT_COMPILED, SI_ERR_NO_DEVICE (cuda without device/driver),
  * SI_ERR_OUT_OF_MEMORY or SI_ERR_INVALID_ARGUMENT. */
-SI_API si_status si_context_create(const si_context_options* options, si_context** out_context);
-SI_API si_status si_context_destroy(si_context* context);
+SI_API si_result si_context_create(const si_context_options* options, si_context** out_context);
+SI_API si_result si_context_destroy(si_context* context);
 /* Waits for all work queued on the context (no-op on host backends). */
-SI_API si_status si_context_synchronize(si_context* context);
+SI_API si_result si_context_synchronize(si_context* context);
 /* Number of live contexts in this process: tests assert it returns to zero. */
-SI_API si_status si_live_context_count(int32_t* out_count);
+SI_API si_result si_live_context_count(int32_t* out_count);
 
 /* ---------------------------------------------------------------------------------------
  * Ops for a Llama-family forward pass. Activations are f32; weights may be f32/f16/bf16.
@@ -130,7 +131,7 @@ typedef struct si_embedding_params {
     int32_t dim;
     int32_t n_tokens;
 } si_embedding_params;
-SI_API si_status si_embedding(si_context* ctx, const si_embedding_params* p);
+SI_API si_result si_embedding(si_context* ctx, const si_embedding_params* p);
 
 /* out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight. out may alias x. */
 typedef struct si_rms_norm_params {
@@ -144,7 +145,7 @@ typedef struct si_rms_norm_params {
     float eps;
     int32_t reserved;
 } si_rms_norm_params;
-SI_API si_status si_rms_norm(si_context* ctx, const si_rms_norm_params* p);
+SI_API si_result si_rms_norm(si_context* ctx, const si_rms_norm_params* p);
 
 /* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]). w is stored one output channel per row,
  * as GGUF and Hugging Face store linear weights. y must not alias x. */
@@ -160,7 +161,7 @@ typedef struct si_matmul_params {
     int32_t k;
     si_dtype w_dtype; /* F32, F16, BF16 */
 } si_matmul_params;
-SI_API si_status si_matmul(si_context* ctx, const si_matmul_params* p);
+SI_API si_result si_matmul(si_context* ctx, const si_matmul_params* p);
 
 /* Rotary position embedding in place on the first rotary_dim elements of every head.
  * Pair i (0 <= i < rotary_dim/2) is rotated by angle
@@ -179,7 +180,7 @@ typedef struct si_rope_params {
     si_rope_layout layout;
     int32_t reserved;
 } si_rope_params;
-SI_API si_status si_rope(si_context* ctx, const si_rope_params* p);
+SI_API si_result si_rope(si_context* ctx, const si_rope_params* p);
 
 /* Causal attention of n_q new query tokens of one sequence over its contiguous KV cache of
  * n_ctx tokens (the n_q new tokens are the last n_q of the cache). Query i sits at position
@@ -201,7 +202,7 @@ typedef struct si_attention_params {
     int32_t head_dim;
     float scale; /* usually 1/sqrt(head_dim) */
 } si_attention_params;
-SI_API si_status si_attention(si_context* ctx, const si_attention_params* p);
+SI_API si_result si_attention(si_context* ctx, const si_attention_params* p);
 
 /* out = silu(gate) * up, elementwise, silu(g) = g / (1 + exp(-g)). out may alias either. */
 typedef struct si_swiglu_params {
@@ -214,7 +215,7 @@ typedef struct si_swiglu_params {
     int32_t rows;
     int32_t n;
 } si_swiglu_params;
-SI_API si_status si_swiglu(si_context* ctx, const si_swiglu_params* p);
+SI_API si_result si_swiglu(si_context* ctx, const si_swiglu_params* p);
 
 /* out = a + b elementwise over n contiguous elements (the residual add). out may alias. */
 typedef struct si_add_params {
@@ -223,7 +224,7 @@ typedef struct si_add_params {
     float* out;
     int64_t n;
 } si_add_params;
-SI_API si_status si_add(si_context* ctx, const si_add_params* p);
+SI_API si_result si_add(si_context* ctx, const si_add_params* p);
 
 /* out[r, :] = softmax(x[r, :] * inv_temperature), max-subtracted, in f32. out may alias x. */
 typedef struct si_softmax_params {
@@ -236,7 +237,7 @@ typedef struct si_softmax_params {
     float inv_temperature; /* > 0 */
     int32_t reserved;
 } si_softmax_params;
-SI_API si_status si_softmax(si_context* ctx, const si_softmax_params* p);
+SI_API si_result si_softmax(si_context* ctx, const si_softmax_params* p);
 
 /* out[r] = index of the largest x[r, :]; ties go to the lowest index; NaN never wins
  * unless the whole row is NaN (then 0). */
@@ -247,7 +248,7 @@ typedef struct si_argmax_params {
     int32_t rows;
     int32_t n;
 } si_argmax_params;
-SI_API si_status si_argmax(si_context* ctx, const si_argmax_params* p);
+SI_API si_result si_argmax(si_context* ctx, const si_argmax_params* p);
 
 /* ---------------------------------------------------------------------------------------
  * Paged KV cache and the attention kernels that read it (prefill and decode).
@@ -285,7 +286,7 @@ typedef struct si_kv_write_params {
     int32_t n_tokens;
     int32_t reserved;
 } si_kv_write_params;
-SI_API si_status si_kv_write(si_context* ctx, const si_kv_write_params* p);
+SI_API si_result si_kv_write(si_context* ctx, const si_kv_write_params* p);
 
 /* Attention variants. Each is an independent, composable rule applied to the logits:
  * causal masking always applies; the others are off at 0. */
@@ -324,9 +325,9 @@ typedef struct si_paged_attention_params {
     float scale;
     si_attention_variant variant;
 } si_paged_attention_params;
-SI_API si_status si_paged_attention_workspace_size(si_context* ctx, const si_paged_attention_params* p,
+SI_API si_result si_paged_attention_workspace_size(si_context* ctx, const si_paged_attention_params* p,
                                                    int64_t* out_bytes);
-SI_API si_status si_paged_attention(si_context* ctx, const si_paged_attention_params* p);
+SI_API si_result si_paged_attention(si_context* ctx, const si_paged_attention_params* p);
 
 /* ---------------------------------------------------------------------------------------
  * Quantized matmul. Weights are stored per output channel (row) in groups of group_size
@@ -369,7 +370,7 @@ typedef struct si_qmatmul_params {
     si_weight_format format;
     si_activation_mode activations;
 } si_qmatmul_params;
-SI_API si_status si_qmatmul(si_context* ctx, const si_qmatmul_params* p);
+SI_API si_result si_qmatmul(si_context* ctx, const si_qmatmul_params* p);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -29,19 +29,19 @@ bool cuda_compiled() {
 
 extern "C" {
 
-SI_API si_status si_abi_version(int32_t* out_version) {
+SI_API si_result si_abi_version(int32_t* out_version) {
     if (!out_version) return si::fail(SI_ERR_INVALID_ARGUMENT, "si_abi_version: out_version is null");
     *out_version = SI_ABI_VERSION;
     return SI_OK;
 }
 
-SI_API si_status si_last_error(const char** out_message) {
+SI_API si_result si_last_error(const char** out_message) {
     if (!out_message) return SI_ERR_INVALID_ARGUMENT;
     *out_message = si::last_error().c_str();
     return SI_OK;
 }
 
-SI_API si_status si_backend_compiled(si_backend backend, int32_t* out_compiled) {
+SI_API si_result si_backend_compiled(si_backend backend, int32_t* out_compiled) {
     if (!out_compiled) return si::fail(SI_ERR_INVALID_ARGUMENT, "si_backend_compiled: out_compiled is null");
     switch (backend) {
         case SI_BACKEND_REF:
@@ -51,7 +51,7 @@ SI_API si_status si_backend_compiled(si_backend backend, int32_t* out_compiled) 
     }
 }
 
-SI_API si_status si_build_info(const char** out_info) {
+SI_API si_result si_build_info(const char** out_info) {
     SI_API_BEGIN
     if (!out_info) return si::fail(SI_ERR_INVALID_ARGUMENT, "si_build_info: out_info is null");
     static const std::string info = std::string("sharpinfer abi ") + std::to_string(SI_ABI_VERSION) +
@@ -62,7 +62,7 @@ SI_API si_status si_build_info(const char** out_info) {
     SI_API_END
 }
 
-SI_API si_status si_context_create(const si_context_options* options, si_context** out_context) {
+SI_API si_result si_context_create(const si_context_options* options, si_context** out_context) {
     SI_API_BEGIN
     if (!options || !out_context) return si::fail(SI_ERR_INVALID_ARGUMENT, "si_context_create: null argument");
     *out_context = nullptr;
@@ -87,7 +87,7 @@ SI_API si_status si_context_create(const si_context_options* options, si_context
     SI_API_END
 }
 
-SI_API si_status si_context_destroy(si_context* context) {
+SI_API si_result si_context_destroy(si_context* context) {
     SI_API_BEGIN
     if (!context) return SI_OK;
     delete context;
@@ -96,14 +96,14 @@ SI_API si_status si_context_destroy(si_context* context) {
     SI_API_END
 }
 
-SI_API si_status si_context_synchronize(si_context* context) {
+SI_API si_result si_context_synchronize(si_context* context) {
     SI_API_BEGIN
     if (!context) return si::fail(SI_ERR_INVALID_ARGUMENT, "si_context_synchronize: context is null");
     return context->backend->synchronize();
     SI_API_END
 }
 
-SI_API si_status si_live_context_count(int32_t* out_count) {
+SI_API si_result si_live_context_count(int32_t* out_count) {
     if (!out_count) return si::fail(SI_ERR_INVALID_ARGUMENT, "si_live_context_count: out_count is null");
     *out_count = si::g_live_contexts.load();
     return SI_OK;

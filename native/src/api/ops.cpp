@@ -11,20 +11,20 @@ using si::fail;
 
 bool is_float_weight(si_dtype d) { return d == SI_DTYPE_F32 || d == SI_DTYPE_F16 || d == SI_DTYPE_BF16; }
 
-si_status check_context(const si_context* ctx, const void* params, const char* op) {
+si_result check_context(const si_context* ctx, const void* params, const char* op) {
     if (!ctx) return fail(SI_ERR_INVALID_ARGUMENT, "%s: context is null", op);
     if (!params) return fail(SI_ERR_INVALID_ARGUMENT, "%s: params is null", op);
     return SI_OK;
 }
 
-si_status validate(const si_embedding_params& p) {
+si_result validate(const si_embedding_params& p) {
     if (!p.table || !p.ids || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_embedding: null pointer");
     if (!is_float_weight(p.table_dtype)) return fail(SI_ERR_UNSUPPORTED, "si_embedding: table dtype %d is not f32/f16/bf16", p.table_dtype);
     if (p.vocab < 1 || p.dim < 1 || p.n_tokens < 0) return fail(SI_ERR_INVALID_ARGUMENT, "si_embedding: bad shape vocab=%d dim=%d n_tokens=%d", p.vocab, p.dim, p.n_tokens);
     return SI_OK;
 }
 
-si_status validate(const si_rms_norm_params& p) {
+si_result validate(const si_rms_norm_params& p) {
     if (!p.x || !p.weight || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_rms_norm: null pointer");
     if (p.rows < 0 || p.dim < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_rms_norm: bad shape rows=%d dim=%d", p.rows, p.dim);
     if (p.x_stride < p.dim || p.out_stride < p.dim) return fail(SI_ERR_INVALID_ARGUMENT, "si_rms_norm: row stride smaller than dim %d", p.dim);
@@ -32,7 +32,7 @@ si_status validate(const si_rms_norm_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_matmul_params& p) {
+si_result validate(const si_matmul_params& p) {
     if (!p.x || !p.w || !p.y) return fail(SI_ERR_INVALID_ARGUMENT, "si_matmul: null pointer");
     if (!is_float_weight(p.w_dtype)) return fail(SI_ERR_UNSUPPORTED, "si_matmul: weight dtype %d is not f32/f16/bf16", p.w_dtype);
     if (p.m < 0 || p.n < 1 || p.k < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_matmul: bad shape m=%d n=%d k=%d", p.m, p.n, p.k);
@@ -40,7 +40,7 @@ si_status validate(const si_matmul_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_rope_params& p) {
+si_result validate(const si_rope_params& p) {
     if (!p.x || !p.positions) return fail(SI_ERR_INVALID_ARGUMENT, "si_rope: null pointer");
     if (p.n_tokens < 0 || p.n_heads < 1 || p.head_dim < 2) return fail(SI_ERR_INVALID_ARGUMENT, "si_rope: bad shape n_tokens=%d n_heads=%d head_dim=%d", p.n_tokens, p.n_heads, p.head_dim);
     if (p.rotary_dim < 2 || p.rotary_dim > p.head_dim || p.rotary_dim % 2) return fail(SI_ERR_INVALID_ARGUMENT, "si_rope: rotary_dim %d must be even and in [2, head_dim=%d]", p.rotary_dim, p.head_dim);
@@ -50,7 +50,7 @@ si_status validate(const si_rope_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_attention_params& p) {
+si_result validate(const si_attention_params& p) {
     if (!p.q || !p.k_cache || !p.v_cache || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_attention: null pointer");
     if (p.n_heads < 1 || p.n_kv_heads < 1 || p.head_dim < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_attention: bad heads n_heads=%d n_kv_heads=%d head_dim=%d", p.n_heads, p.n_kv_heads, p.head_dim);
     if (p.n_heads % p.n_kv_heads) return fail(SI_ERR_INVALID_ARGUMENT, "si_attention: n_heads %d is not a multiple of n_kv_heads %d", p.n_heads, p.n_kv_heads);
@@ -61,20 +61,20 @@ si_status validate(const si_attention_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_swiglu_params& p) {
+si_result validate(const si_swiglu_params& p) {
     if (!p.gate || !p.up || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_swiglu: null pointer");
     if (p.rows < 0 || p.n < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_swiglu: bad shape rows=%d n=%d", p.rows, p.n);
     if (p.gate_stride < p.n || p.up_stride < p.n || p.out_stride < p.n) return fail(SI_ERR_INVALID_ARGUMENT, "si_swiglu: row stride smaller than n");
     return SI_OK;
 }
 
-si_status validate(const si_add_params& p) {
+si_result validate(const si_add_params& p) {
     if (!p.a || !p.b || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_add: null pointer");
     if (p.n < 0) return fail(SI_ERR_INVALID_ARGUMENT, "si_add: n < 0");
     return SI_OK;
 }
 
-si_status validate(const si_softmax_params& p) {
+si_result validate(const si_softmax_params& p) {
     if (!p.x || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_softmax: null pointer");
     if (p.rows < 0 || p.n < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_softmax: bad shape rows=%d n=%d", p.rows, p.n);
     if (p.x_stride < p.n || p.out_stride < p.n) return fail(SI_ERR_INVALID_ARGUMENT, "si_softmax: row stride smaller than n");
@@ -82,14 +82,14 @@ si_status validate(const si_softmax_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_argmax_params& p) {
+si_result validate(const si_argmax_params& p) {
     if (!p.x || !p.out) return fail(SI_ERR_INVALID_ARGUMENT, "si_argmax: null pointer");
     if (p.rows < 0 || p.n < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_argmax: bad shape rows=%d n=%d", p.rows, p.n);
     if (p.x_stride < p.n) return fail(SI_ERR_INVALID_ARGUMENT, "si_argmax: row stride smaller than n");
     return SI_OK;
 }
 
-si_status validate(const si_qmatmul_params& p) {
+si_result validate(const si_qmatmul_params& p) {
     if (!p.x || !p.q || !p.scales || !p.y) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: null pointer");
     if (p.format != SI_WEIGHT_I8 && p.format != SI_WEIGHT_I4) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown weight format %d", p.format);
     if (p.format == SI_WEIGHT_I4 && !p.offsets) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: int4 weights need offsets");
@@ -101,7 +101,7 @@ si_status validate(const si_qmatmul_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_paged_kv& c, const char* op) {
+si_result validate(const si_paged_kv& c, const char* op) {
     if (!c.k_pool || !c.v_pool) return fail(SI_ERR_INVALID_ARGUMENT, "%s: cache pools are null", op);
     if (c.num_blocks < 1 || c.block_size < 1 || c.n_kv_heads < 1 || c.head_dim < 1)
         return fail(SI_ERR_INVALID_ARGUMENT, "%s: bad cache shape num_blocks=%d block_size=%d n_kv_heads=%d head_dim=%d", op, c.num_blocks, c.block_size, c.n_kv_heads, c.head_dim);
@@ -112,7 +112,7 @@ si_status validate(const si_paged_kv& c, const char* op) {
     return SI_OK;
 }
 
-si_status validate(const si_kv_write_params& p) {
+si_result validate(const si_kv_write_params& p) {
     SI_RETURN_IF_ERROR(validate(p.cache, "si_kv_write"));
     if (!p.k || !p.v || !p.slot_mapping) return fail(SI_ERR_INVALID_ARGUMENT, "si_kv_write: null pointer");
     if (p.n_tokens < 0) return fail(SI_ERR_INVALID_ARGUMENT, "si_kv_write: n_tokens < 0");
@@ -121,7 +121,7 @@ si_status validate(const si_kv_write_params& p) {
     return SI_OK;
 }
 
-si_status validate(const si_paged_attention_params& p) {
+si_result validate(const si_paged_attention_params& p) {
     SI_RETURN_IF_ERROR(validate(p.cache, "si_paged_attention"));
     if (!p.q || !p.out || !p.cu_seqlens_q || !p.context_lens || !p.block_tables) return fail(SI_ERR_INVALID_ARGUMENT, "si_paged_attention: null pointer");
     if (p.n_seqs < 0 || p.max_blocks_per_seq < 1 || p.n_heads < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_paged_attention: bad shape n_seqs=%d max_blocks_per_seq=%d n_heads=%d", p.n_seqs, p.max_blocks_per_seq, p.n_heads);
@@ -138,7 +138,7 @@ si_status validate(const si_paged_attention_params& p) {
 
 // Checks of the per-sequence arrays. They are host memory for the ref and cpu backends; on the
 // cuda backend they are device memory, which the entry point cannot read (see sharpinfer.h).
-si_status validate_sequences(const si_context& ctx, const si_paged_attention_params& p) {
+si_result validate_sequences(const si_context& ctx, const si_paged_attention_params& p) {
     if (ctx.kind == SI_BACKEND_CUDA) return SI_OK;
     if (p.cu_seqlens_q[0] != 0) return fail(SI_ERR_INVALID_ARGUMENT, "si_paged_attention: cu_seqlens_q[0] must be 0");
     int32_t max_q = 0, max_ctx = 0;
@@ -159,7 +159,7 @@ si_status validate_sequences(const si_context& ctx, const si_paged_attention_par
     return SI_OK;
 }
 
-si_status validate_slots(const si_context& ctx, const si_kv_write_params& p) {
+si_result validate_slots(const si_context& ctx, const si_kv_write_params& p) {
     if (ctx.kind == SI_BACKEND_CUDA) return SI_OK;
     const int64_t slots = int64_t(p.cache.num_blocks) * p.cache.block_size;
     for (int32_t t = 0; t < p.n_tokens; ++t)
@@ -171,7 +171,7 @@ si_status validate_slots(const si_context& ctx, const si_kv_write_params& p) {
 
 // One export per op: validate, then run on the context's backend.
 #define SI_DEFINE_OP(op)                                                           \
-    extern "C" SI_API si_status si_##op(si_context* ctx, const si_##op##_params* p) { \
+    extern "C" SI_API si_result si_##op(si_context* ctx, const si_##op##_params* p) { \
         SI_API_BEGIN                                                               \
         SI_RETURN_IF_ERROR(check_context(ctx, p, "si_" #op));                      \
         SI_RETURN_IF_ERROR(validate(*p));                                          \
@@ -190,7 +190,7 @@ SI_DEFINE_OP(softmax)
 SI_DEFINE_OP(argmax)
 SI_DEFINE_OP(qmatmul)
 
-extern "C" SI_API si_status si_kv_write(si_context* ctx, const si_kv_write_params* p) {
+extern "C" SI_API si_result si_kv_write(si_context* ctx, const si_kv_write_params* p) {
     SI_API_BEGIN
     SI_RETURN_IF_ERROR(check_context(ctx, p, "si_kv_write"));
     SI_RETURN_IF_ERROR(validate(*p));
@@ -199,7 +199,7 @@ extern "C" SI_API si_status si_kv_write(si_context* ctx, const si_kv_write_param
     SI_API_END
 }
 
-extern "C" SI_API si_status si_paged_attention_workspace_size(si_context* ctx, const si_paged_attention_params* p, int64_t* out_bytes) {
+extern "C" SI_API si_result si_paged_attention_workspace_size(si_context* ctx, const si_paged_attention_params* p, int64_t* out_bytes) {
     SI_API_BEGIN
     SI_RETURN_IF_ERROR(check_context(ctx, p, "si_paged_attention_workspace_size"));
     if (!out_bytes) return fail(SI_ERR_INVALID_ARGUMENT, "si_paged_attention_workspace_size: out_bytes is null");
@@ -208,7 +208,7 @@ extern "C" SI_API si_status si_paged_attention_workspace_size(si_context* ctx, c
     SI_API_END
 }
 
-extern "C" SI_API si_status si_paged_attention(si_context* ctx, const si_paged_attention_params* p) {
+extern "C" SI_API si_result si_paged_attention(si_context* ctx, const si_paged_attention_params* p) {
     SI_API_BEGIN
     SI_RETURN_IF_ERROR(check_context(ctx, p, "si_paged_attention"));
     SI_RETURN_IF_ERROR(validate(*p));

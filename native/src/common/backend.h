@@ -16,40 +16,40 @@ class Backend {
 public:
     virtual ~Backend() = default;
     virtual const char* name() const = 0;
-    virtual si_status synchronize() { return SI_OK; }
+    virtual si_result synchronize() { return SI_OK; }
 
-    virtual si_status embedding(const si_embedding_params& p) = 0;
-    virtual si_status rms_norm(const si_rms_norm_params& p) = 0;
-    virtual si_status matmul(const si_matmul_params& p) = 0;
-    virtual si_status rope(const si_rope_params& p) = 0;
-    virtual si_status attention(const si_attention_params& p) = 0;
-    virtual si_status swiglu(const si_swiglu_params& p) = 0;
-    virtual si_status add(const si_add_params& p) = 0;
-    virtual si_status softmax(const si_softmax_params& p) = 0;
-    virtual si_status argmax(const si_argmax_params& p) = 0;
+    virtual si_result embedding(const si_embedding_params& p) = 0;
+    virtual si_result rms_norm(const si_rms_norm_params& p) = 0;
+    virtual si_result matmul(const si_matmul_params& p) = 0;
+    virtual si_result rope(const si_rope_params& p) = 0;
+    virtual si_result attention(const si_attention_params& p) = 0;
+    virtual si_result swiglu(const si_swiglu_params& p) = 0;
+    virtual si_result add(const si_add_params& p) = 0;
+    virtual si_result softmax(const si_softmax_params& p) = 0;
+    virtual si_result argmax(const si_argmax_params& p) = 0;
 
     // Quantized matmul (int8 / int4 weights).
-    virtual si_status qmatmul(const si_qmatmul_params& p) {
+    virtual si_result qmatmul(const si_qmatmul_params& p) {
         return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: not available in the %s backend", name());
     }
 
     // Paged KV cache ops. A backend that lacks them reports SI_ERR_UNSUPPORTED by name.
-    virtual si_status kv_write(const si_kv_write_params& p) {
+    virtual si_result kv_write(const si_kv_write_params& p) {
         return fail(SI_ERR_UNSUPPORTED, "si_kv_write: not available in the %s backend", name());
     }
-    virtual si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) {
+    virtual si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) {
         *out_bytes = 0;
         return SI_OK;
     }
-    virtual si_status paged_attention(const si_paged_attention_params& p) {
+    virtual si_result paged_attention(const si_paged_attention_params& p) {
         return fail(SI_ERR_UNSUPPORTED, "si_paged_attention: not available in the %s backend", name());
     }
 };
 
 // Factories, one per backend (defined in ref/backend.cpp, cpu/backend.cpp, cuda/backend.cu).
-namespace ref { si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
-namespace cpu { si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
-namespace cuda { si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
+namespace ref { si_result create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
+namespace cpu { si_result create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
+namespace cuda { si_result create_backend(const si_context_options& options, std::unique_ptr<Backend>* out); }
 
 }  // namespace si
 

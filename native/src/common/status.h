@@ -1,6 +1,6 @@
 // status.h: how native code reports failure without crossing the ABI with an exception.
 // Every export body sits inside SI_API_BEGIN / SI_API_END, which turns any C++ exception
-// into a status plus a thread-local message. Kernels return si_status and call fail().
+// into a status plus a thread-local message. Kernels return si_result and call fail().
 #pragma once
 
 #include <sharpinfer/sharpinfer.h>
@@ -17,7 +17,7 @@ std::string& last_error();
 // Records a formatted message for this thread and returns the status, so a failing
 // check reads `return fail(SI_ERR_INVALID_ARGUMENT, "rms_norm: dim %d < 1", dim);`.
 template <typename... Args>
-si_status fail(si_status status, const char* format, Args... args) {
+si_result fail(si_result status, const char* format, Args... args) {
     char buffer[1024];
     if constexpr (sizeof...(Args) == 0) {
         std::snprintf(buffer, sizeof buffer, "%s", format);
@@ -32,7 +32,7 @@ si_status fail(si_status status, const char* format, Args... args) {
 
 #define SI_RETURN_IF_ERROR(expr)                  \
     do {                                          \
-        si_status si_status_ = (expr);            \
+        si_result si_status_ = (expr);            \
         if (si_status_ != SI_OK) return si_status_; \
     } while (0)
 

@@ -33,7 +33,7 @@ void select_add(Isa isa, Kernels* k) {
     }
 }
 
-si_status add(const Env& env, const si_add_params& p) {
+si_result add(const Env& env, const si_add_params& p) {
     const auto span = env.kernels.add_span;
     env.pool.parallel_for(p.n, int64_t(1) << 16, [&](int64_t begin, int64_t end) {
         span(p.a + begin, p.b + begin, p.out + begin, end - begin);

@@ -104,7 +104,7 @@ void select_argmax(Isa isa, Kernels* k) {
     }
 }
 
-si_status argmax(const Env& env, const si_argmax_params& p) {
+si_result argmax(const Env& env, const si_argmax_params& p) {
     const auto row = env.kernels.argmax_row;
     const int64_t grain = std::max<int64_t>(1, 16384 / p.n);
     env.pool.parallel_for(p.rows, grain, [&](int64_t begin, int64_t end) {

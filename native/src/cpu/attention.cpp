@@ -270,7 +270,7 @@ void select_attention(Isa isa, Kernels* k) {
     }
 }
 
-si_status attention(const Env& env, const si_attention_params& p) {
+si_result attention(const Env& env, const si_attention_params& p) {
     const int64_t tasks = int64_t(p.n_q) * p.n_heads;
     // Task t is query t / n_heads, head t % n_heads: heads sharing a KV head run back to
     // back on one thread, so their keys come from cache.

@@ -17,21 +17,21 @@ public:
         name_ = std::string("cpu-") + isa_name(kernels_.isa);
     }
     const char* name() const override { return name_.c_str(); }
-    si_status embedding(const si_embedding_params& p) override { return cpu::embedding(env(), p); }
-    si_status rms_norm(const si_rms_norm_params& p) override { return cpu::rms_norm(env(), p); }
-    si_status matmul(const si_matmul_params& p) override { return cpu::matmul(env(), p); }
-    si_status rope(const si_rope_params& p) override { return cpu::rope(env(), p); }
-    si_status attention(const si_attention_params& p) override { return cpu::attention(env(), p); }
-    si_status swiglu(const si_swiglu_params& p) override { return cpu::swiglu(env(), p); }
-    si_status add(const si_add_params& p) override { return cpu::add(env(), p); }
-    si_status softmax(const si_softmax_params& p) override { return cpu::softmax(env(), p); }
-    si_status argmax(const si_argmax_params& p) override { return cpu::argmax(env(), p); }
-    si_status qmatmul(const si_qmatmul_params& p) override { return cpu::qmatmul(env(), p); }
-    si_status kv_write(const si_kv_write_params& p) override { return cpu::kv_write(env(), p); }
-    si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
+    si_result embedding(const si_embedding_params& p) override { return cpu::embedding(env(), p); }
+    si_result rms_norm(const si_rms_norm_params& p) override { return cpu::rms_norm(env(), p); }
+    si_result matmul(const si_matmul_params& p) override { return cpu::matmul(env(), p); }
+    si_result rope(const si_rope_params& p) override { return cpu::rope(env(), p); }
+    si_result attention(const si_attention_params& p) override { return cpu::attention(env(), p); }
+    si_result swiglu(const si_swiglu_params& p) override { return cpu::swiglu(env(), p); }
+    si_result add(const si_add_params& p) override { return cpu::add(env(), p); }
+    si_result softmax(const si_softmax_params& p) override { return cpu::softmax(env(), p); }
+    si_result argmax(const si_argmax_params& p) override { return cpu::argmax(env(), p); }
+    si_result qmatmul(const si_qmatmul_params& p) override { return cpu::qmatmul(env(), p); }
+    si_result kv_write(const si_kv_write_params& p) override { return cpu::kv_write(env(), p); }
+    si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         return cpu::paged_attention_workspace_size(env(), p, out_bytes);
     }
-    si_status paged_attention(const si_paged_attention_params& p) override { return cpu::paged_attention(env(), p); }
+    si_result paged_attention(const si_paged_attention_params& p) override { return cpu::paged_attention(env(), p); }
 
 private:
     Env env() { return Env{pool_, kernels_}; }
@@ -42,7 +42,7 @@ private:
 
 }  // namespace
 
-si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out) {
+si_result create_backend(const si_context_options& options, std::unique_ptr<Backend>* out) {
     Isa isa = detect_isa();
     if (const char* forced = std::getenv("SI_CPU_ISA"); forced && *forced) {
         Isa requested;

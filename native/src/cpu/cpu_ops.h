@@ -46,22 +46,22 @@ struct Env {
     const Kernels& kernels;
 };
 
-si_status embedding(const Env& env, const si_embedding_params& p);
-si_status rms_norm(const Env& env, const si_rms_norm_params& p);
-si_status matmul(const Env& env, const si_matmul_params& p);
-si_status rope(const Env& env, const si_rope_params& p);
-si_status attention(const Env& env, const si_attention_params& p);
-si_status swiglu(const Env& env, const si_swiglu_params& p);
-si_status add(const Env& env, const si_add_params& p);
-si_status softmax(const Env& env, const si_softmax_params& p);
-si_status argmax(const Env& env, const si_argmax_params& p);
+si_result embedding(const Env& env, const si_embedding_params& p);
+si_result rms_norm(const Env& env, const si_rms_norm_params& p);
+si_result matmul(const Env& env, const si_matmul_params& p);
+si_result rope(const Env& env, const si_rope_params& p);
+si_result attention(const Env& env, const si_attention_params& p);
+si_result swiglu(const Env& env, const si_swiglu_params& p);
+si_result add(const Env& env, const si_add_params& p);
+si_result softmax(const Env& env, const si_softmax_params& p);
+si_result argmax(const Env& env, const si_argmax_params& p);
 // qmatmul picks its loops from env.kernels.isa on each call (and whether the CPU has
 // AVX512-VNNI), like the paged KV ops below.
-si_status qmatmul(const Env& env, const si_qmatmul_params& p);
+si_result qmatmul(const Env& env, const si_qmatmul_params& p);
 // The paged KV ops pick their loops from env.kernels.isa on each call (a switch, no table
 // slots): their inner loops are templates private to their files.
-si_status kv_write(const Env& env, const si_kv_write_params& p);
-si_status paged_attention_workspace_size(const Env& env, const si_paged_attention_params& p, int64_t* out_bytes);
-si_status paged_attention(const Env& env, const si_paged_attention_params& p);
+si_result kv_write(const Env& env, const si_kv_write_params& p);
+si_result paged_attention_workspace_size(const Env& env, const si_paged_attention_params& p, int64_t* out_bytes);
+si_result paged_attention(const Env& env, const si_paged_attention_params& p);
 
 }  // namespace si::cpu

@@ -182,7 +182,7 @@ StoreRowFn store_row_for(Isa isa) {
 
 }  // namespace
 
-si_status kv_write(const Env& env, const si_kv_write_params& p) {
+si_result kv_write(const Env& env, const si_kv_write_params& p) {
     const si_paged_kv& c = p.cache;
     const StoreRowFn store_row = store_row_for(env.kernels.isa);
     const int64_t element = dtype_size(c.dtype);

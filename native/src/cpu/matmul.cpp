@@ -255,7 +255,7 @@ void select_matmul(Isa isa, Kernels* k) {
     }
 }
 
-si_status matmul(const Env& env, const si_matmul_params& p) {
+si_result matmul(const Env& env, const si_matmul_params& p) {
     if (p.m == 0) return SI_OK;
     const int64_t col_blocks = (p.n + kColBlock - 1) / kColBlock;
     const int64_t row_blocks = (p.m + kRowBlock - 1) / kRowBlock;

@@ -396,12 +396,12 @@ void combine(const Env& env, const Plan& plan) {
 
 }  // namespace
 
-si_status paged_attention_workspace_size(const Env&, const si_paged_attention_params& p, int64_t* out_bytes) {
+si_result paged_attention_workspace_size(const Env&, const si_paged_attention_params& p, int64_t* out_bytes) {
     *out_bytes = workspace_floats(p) * int64_t(sizeof(float));
     return SI_OK;
 }
 
-si_status paged_attention(const Env& env, const si_paged_attention_params& p) {
+si_result paged_attention(const Env& env, const si_paged_attention_params& p) {
     const Plan plan = make_plan(p, env.pool.num_threads());
     const int64_t n_items = int64_t(plan.items.size());
     if (n_items == 0) return SI_OK;

@@ -86,7 +86,7 @@ void select_rms_norm(Isa isa, Kernels* k) {
     }
 }
 
-si_status rms_norm(const Env& env, const si_rms_norm_params& p) {
+si_result rms_norm(const Env& env, const si_rms_norm_params& p) {
     const auto row = env.kernels.rms_norm_row;
     const int64_t grain = std::max<int64_t>(1, 16384 / p.dim);
     env.pool.parallel_for(p.rows, grain, [&](int64_t begin, int64_t end) {

@@ -10,7 +10,7 @@
 
 namespace si::cpu {
 
-si_status rope(const Env& env, const si_rope_params& p) {
+si_result rope(const Env& env, const si_rope_params& p) {
     const int32_t half = p.rotary_dim / 2;
     std::vector<double> inv_freq(size_t(half), 0.0);
     for (int32_t i = 0; i < half; ++i) inv_freq[i] = std::pow(double(p.freq_base), -2.0 * i / p.rotary_dim);

@@ -84,7 +84,7 @@ void select_softmax(Isa isa, Kernels* k) {
     }
 }
 
-si_status softmax(const Env& env, const si_softmax_params& p) {
+si_result softmax(const Env& env, const si_softmax_params& p) {
     const auto row = env.kernels.softmax_row;
     const int64_t grain = std::max<int64_t>(1, 8192 / p.n);
     env.pool.parallel_for(p.rows, grain, [&](int64_t begin, int64_t end) {

@@ -46,7 +46,7 @@ void select_swiglu(Isa isa, Kernels* k) {
     }
 }
 
-si_status swiglu(const Env& env, const si_swiglu_params& p) {
+si_result swiglu(const Env& env, const si_swiglu_params& p) {
     const int64_t col_blocks = (p.n + kColBlock - 1) / kColBlock;
     const int64_t items = int64_t(p.rows) * col_blocks;
     const int64_t grain = std::max<int64_t>(1, 16384 / std::min<int64_t>(p.n, kColBlock));

@@ -9,7 +9,7 @@
 
 namespace si::cuda {
 
-si_status launch_add(const si_add_params& p, cudaStream_t stream) {
+si_result launch_add(const si_add_params& p, cudaStream_t stream) {
     if (p.n == 0) return SI_OK;
     NvtxRange range("si_add");
     const bool vector = ((reinterpret_cast<uintptr_t>(p.a) | reinterpret_cast<uintptr_t>(p.b) |

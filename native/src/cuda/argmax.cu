@@ -6,7 +6,7 @@
 
 namespace si::cuda {
 
-si_status launch_argmax(const si_argmax_params& p, cudaStream_t stream) {
+si_result launch_argmax(const si_argmax_params& p, cudaStream_t stream) {
     if (p.rows == 0) return SI_OK;
     NvtxRange range("si_argmax");
     argmax_kernel<<<p.rows, row_block_size(p.n), 0, stream>>>(p.x, p.out, p.x_stride, p.n);

@@ -16,7 +16,7 @@ namespace {
 constexpr int64_t kFewBlocks = 256;
 
 template <int kThreads>
-si_status launch_with(const si_attention_params& p, unsigned blocks, cudaStream_t stream) {
+si_result launch_with(const si_attention_params& p, unsigned blocks, cudaStream_t stream) {
     if (p.head_dim <= 32) {
         attention_kernel<kThreads, 1><<<blocks, kThreads, 0, stream>>>(p);
     } else if (p.head_dim <= 64) {
@@ -31,7 +31,7 @@ si_status launch_with(const si_attention_params& p, unsigned blocks, cudaStream_
 
 }  // namespace
 
-si_status launch_attention(const si_attention_params& p, cudaStream_t stream) {
+si_result launch_attention(const si_attention_params& p, cudaStream_t stream) {
     if (p.head_dim > kAttentionMaxHeadDim) {
         return fail(SI_ERR_UNSUPPORTED, "si_attention: the cuda backend supports head_dim up to %d, got %d",
                     kAttentionMaxHeadDim, p.head_dim);

@@ -26,7 +26,7 @@ __global__ void probe_kernel() {}
 // caller's own choice of current device should survive our calls.
 class ScopedDevice {
 public:
-    si_status enter(int device) {
+    si_result enter(int device) {
         SI_CUDA_CHECK(cudaGetDevice(&previous_));
         if (previous_ != device) {
             SI_CUDA_CHECK(cudaSetDevice(device));
@@ -56,7 +56,7 @@ public:
     CudaBackend(const CudaBackend&) = delete;
     CudaBackend& operator=(const CudaBackend&) = delete;
 
-    si_status create_stream() {
+    si_result create_stream() {
         ScopedDevice scope;
         SI_RETURN_IF_ERROR(scope.enter(device_));
         // Non-blocking: no implicit sync with the legacy default stream other code may use.
@@ -66,33 +66,33 @@ public:
 
     const char* name() const override { return "cuda"; }
 
-    si_status synchronize() override {
+    si_result synchronize() override {
         ScopedDevice scope;
         SI_RETURN_IF_ERROR(scope.enter(device_));
         return check(cudaStreamSynchronize(stream_), "si_context_synchronize");
     }
 
-    si_status embedding(const si_embedding_params& p) override { return run(launch_embedding, p); }
-    si_status rms_norm(const si_rms_norm_params& p) override { return run(launch_rms_norm, p); }
-    si_status matmul(const si_matmul_params& p) override { return run(launch_matmul, p); }
-    si_status rope(const si_rope_params& p) override { return run(launch_rope, p); }
-    si_status attention(const si_attention_params& p) override { return run(launch_attention, p); }
-    si_status swiglu(const si_swiglu_params& p) override { return run(launch_swiglu, p); }
-    si_status add(const si_add_params& p) override { return run(launch_add, p); }
-    si_status softmax(const si_softmax_params& p) override { return run(launch_softmax, p); }
-    si_status argmax(const si_argmax_params& p) override { return run(launch_argmax, p); }
-    si_status qmatmul(const si_qmatmul_params& p) override { return run(launch_qmatmul, p); }
-    si_status kv_write(const si_kv_write_params& p) override { return run(launch_kv_write, p); }
-    si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
+    si_result embedding(const si_embedding_params& p) override { return run(launch_embedding, p); }
+    si_result rms_norm(const si_rms_norm_params& p) override { return run(launch_rms_norm, p); }
+    si_result matmul(const si_matmul_params& p) override { return run(launch_matmul, p); }
+    si_result rope(const si_rope_params& p) override { return run(launch_rope, p); }
+    si_result attention(const si_attention_params& p) override { return run(launch_attention, p); }
+    si_result swiglu(const si_swiglu_params& p) override { return run(launch_swiglu, p); }
+    si_result add(const si_add_params& p) override { return run(launch_add, p); }
+    si_result softmax(const si_softmax_params& p) override { return run(launch_softmax, p); }
+    si_result argmax(const si_argmax_params& p) override { return run(launch_argmax, p); }
+    si_result qmatmul(const si_qmatmul_params& p) override { return run(launch_qmatmul, p); }
+    si_result kv_write(const si_kv_write_params& p) override { return run(launch_kv_write, p); }
+    si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         ScopedDevice scope;
         SI_RETURN_IF_ERROR(scope.enter(device_));
         return cuda::paged_attention_workspace_size(p, out_bytes);
     }
-    si_status paged_attention(const si_paged_attention_params& p) override { return run(launch_paged_attention, p); }
+    si_result paged_attention(const si_paged_attention_params& p) override { return run(launch_paged_attention, p); }
 
 private:
     template <typename Params>
-    si_status run(si_status (*launch)(const Params&, cudaStream_t), const Params& p) {
+    si_result run(si_result (*launch)(const Params&, cudaStream_t), const Params& p) {
         ScopedDevice scope;
         SI_RETURN_IF_ERROR(scope.enter(device_));
         return launch(p, stream_);
@@ -104,7 +104,7 @@ private:
 
 }  // namespace
 
-si_status create_backend(const si_context_options& options, std::unique_ptr<Backend>* out) {
+si_result create_backend(const si_context_options& options, std::unique_ptr<Backend>* out) {
     int count = 0;
     const cudaError_t count_error = cudaGetDeviceCount(&count);
     if (count_error != cudaSuccess) {

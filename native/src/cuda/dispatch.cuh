@@ -21,7 +21,7 @@ namespace si::cuda {
 
 // Float weight dtypes: f32, f16, bf16. Anything else is a case this backend lacks.
 template <typename Fn>
-si_status dispatch_weight_dtype(si_dtype dtype, const char* op, Fn&& fn) {
+si_result dispatch_weight_dtype(si_dtype dtype, const char* op, Fn&& fn) {
     switch (dtype) {
         case SI_DTYPE_F32: return fn(F32Weight{});
         case SI_DTYPE_F16: return fn(F16Weight{});
@@ -32,7 +32,7 @@ si_status dispatch_weight_dtype(si_dtype dtype, const char* op, Fn&& fn) {
 
 // A runtime flag as std::true_type / std::false_type.
 template <typename Fn>
-si_status dispatch_bool(bool value, Fn&& fn) {
+si_result dispatch_bool(bool value, Fn&& fn) {
     if (value) return fn(std::true_type{});
     return fn(std::false_type{});
 }

@@ -9,7 +9,7 @@
 
 namespace si::cuda {
 
-si_status launch_embedding(const si_embedding_params& p, cudaStream_t stream) {
+si_result launch_embedding(const si_embedding_params& p, cudaStream_t stream) {
     if (p.n_tokens == 0) return SI_OK;
     NvtxRange range("si_embedding");
     const int threads = std::min(256, (p.dim + 31) / 32 * 32);

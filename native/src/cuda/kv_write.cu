@@ -5,7 +5,7 @@
 
 namespace si::cuda {
 
-si_status launch_kv_write(const si_kv_write_params& p, cudaStream_t stream) {
+si_result launch_kv_write(const si_kv_write_params& p, cudaStream_t stream) {
     const int64_t rows = int64_t(p.n_tokens) * p.cache.n_kv_heads;
     if (rows == 0) return SI_OK;
     const int64_t blocks = (rows + kKvWriteWarps - 1) / kKvWriteWarps;

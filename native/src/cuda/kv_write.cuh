@@ -15,7 +15,7 @@
 
 namespace si::cuda {
 
-si_status launch_kv_write(const si_kv_write_params& p, cudaStream_t stream);
+si_result launch_kv_write(const si_kv_write_params& p, cudaStream_t stream);
 
 constexpr int kKvWriteWarps = 4;  // rows per 128-thread block
 

@@ -14,7 +14,7 @@ namespace {
 bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
 
 template <typename W, int kRows>
-si_status launch_gemv(const si_matmul_params& p, cudaStream_t stream) {
+si_result launch_gemv(const si_matmul_params& p, cudaStream_t stream) {
     const bool vector = aligned16(p.w) && aligned16(p.x) && p.x_stride % 4 == 0 && p.k % W::kVector == 0;
     const unsigned blocks = unsigned((int64_t(p.n) + kGemvThreads / 32 - 1) / (kGemvThreads / 32));
     return dispatch_bool(vector, [&](auto vec) {
@@ -27,7 +27,7 @@ si_status launch_gemv(const si_matmul_params& p, cudaStream_t stream) {
 
 }  // namespace
 
-si_status launch_matmul(const si_matmul_params& p, cudaStream_t stream) {
+si_result launch_matmul(const si_matmul_params& p, cudaStream_t stream) {
     if (p.m == 0) return SI_OK;
     const bool gemv = p.m <= kGemvMaxRows;
     NvtxRange range(gemv ? "si_matmul/gemv" : "si_matmul/tiled");

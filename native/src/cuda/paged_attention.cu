@@ -15,7 +15,7 @@ namespace si::cuda {
 
 namespace {
 
-si_status unsupported_head_dim(int head_dim) {
+si_result unsupported_head_dim(int head_dim) {
     return fail(SI_ERR_UNSUPPORTED,
                 "si_paged_attention: head_dim %d not supported by the cuda paged attention (supported: 64, 80, 96, 128, 256)",
                 head_dim);
@@ -23,7 +23,7 @@ si_status unsupported_head_dim(int head_dim) {
 
 // Head dim -> std::integral_constant<int, D> for the compiled ones.
 template <typename Fn>
-si_status dispatch_head_dim(int head_dim, Fn&& fn) {
+si_result dispatch_head_dim(int head_dim, Fn&& fn) {
     switch (head_dim) {
         case 64: return fn(std::integral_constant<int, 64>{});
         case 80: return fn(std::integral_constant<int, 80>{});
@@ -36,7 +36,7 @@ si_status dispatch_head_dim(int head_dim, Fn&& fn) {
 
 // Cache dtype -> its traits (paged::F32Cache, F16Cache, BF16Cache, I8Cache).
 template <typename Fn>
-si_status dispatch_cache_dtype(si_dtype dtype, Fn&& fn) {
+si_result dispatch_cache_dtype(si_dtype dtype, Fn&& fn) {
     switch (dtype) {
         case SI_DTYPE_F32: return fn(paged::F32Cache{});
         case SI_DTYPE_F16: return fn(paged::F16Cache{});
@@ -58,7 +58,7 @@ struct Plan {
 // ask how many blocks an SM holds. Cached, since decode calls this every layer of every step.
 constexpr int kMaxDevices = 64;
 template <int D, typename Cache>
-si_status prepare_kernel(int device, int* resident_blocks) {
+si_result prepare_kernel(int device, int* resident_blocks) {
     static std::atomic<int> cached[kMaxDevices];  // 0 = not yet prepared on that device
     const int slot = device < kMaxDevices ? device : kMaxDevices - 1;
     int resident = device < kMaxDevices ? cached[slot].load(std::memory_order_relaxed) : 0;
@@ -73,7 +73,7 @@ si_status prepare_kernel(int device, int* resident_blocks) {
     return SI_OK;
 }
 
-si_status make_plan(const si_paged_attention_params& p, Plan* plan) {
+si_result make_plan(const si_paged_attention_params& p, Plan* plan) {
     if (!paged_attention_head_dim_supported(p.cache.head_dim)) return unsupported_head_dim(p.cache.head_dim);
     if (p.n_seqs > 65535 || p.cache.n_kv_heads > 65535) {
         return fail(SI_ERR_UNSUPPORTED, "si_paged_attention: the cuda grid holds at most 65535 sequences and kv heads (got %d, %d)",
@@ -108,14 +108,14 @@ si_status make_plan(const si_paged_attention_params& p, Plan* plan) {
 
 }  // namespace
 
-si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) {
+si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) {
     Plan plan;
     SI_RETURN_IF_ERROR(make_plan(p, &plan));
     *out_bytes = plan.workspace_bytes;
     return SI_OK;
 }
 
-si_status launch_paged_attention(const si_paged_attention_params& p, cudaStream_t stream) {
+si_result launch_paged_attention(const si_paged_attention_params& p, cudaStream_t stream) {
     Plan plan;
     SI_RETURN_IF_ERROR(make_plan(p, &plan));
     if (p.n_seqs == 0 || p.max_q_len == 0) return SI_OK;

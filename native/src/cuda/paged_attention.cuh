@@ -46,8 +46,8 @@ namespace si::cuda {
 // Workspace the launch needs for these params on the current device (0 when no decode row is
 // split). A function of the params' host-visible fields (n_seqs, n_heads, n_kv_heads,
 // head_dim, max_context_len, sliding window) and the device's SM count only.
-si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes);
-si_status launch_paged_attention(const si_paged_attention_params& p, cudaStream_t stream);
+si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes);
+si_result launch_paged_attention(const si_paged_attention_params& p, cudaStream_t stream);
 
 // ---- tile shape -----------------------------------------------------------------------------
 

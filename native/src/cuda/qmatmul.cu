@@ -15,7 +15,7 @@ bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer
 
 // The weight format as I8Weights / I4Weights (the api entry rejected anything else).
 template <typename Fn>
-si_status dispatch_weight_format(si_weight_format format, Fn&& fn) {
+si_result dispatch_weight_format(si_weight_format format, Fn&& fn) {
     if (format == SI_WEIGHT_I4) return fn(I4Weights{});
     return fn(I8Weights{});
 }
@@ -34,7 +34,7 @@ QLayout make_layout(const si_qmatmul_params& p) {
 // Float activations, m <= kQGemvMaxRows: one row (decode) with 4 channels per warp, or passes
 // of 4 rows with 2 channels per warp (fewer registers).
 template <typename W>
-si_status launch_gemv(const si_qmatmul_params& p, const QLayout& layout, cudaStream_t stream) {
+si_result launch_gemv(const si_qmatmul_params& p, const QLayout& layout, cudaStream_t stream) {
     const int32_t gs = p.group_size;
     const bool chunk_in_groups = gs >= p.k || gs % W::kChunk == 0 || (W::kChunk == 32 && gs == 16);
     const bool vector = chunk_in_groups && p.k % W::kChunk == 0 && aligned16(p.q) && aligned16(p.x) && p.x_stride % 4 == 0;
@@ -53,7 +53,7 @@ si_status launch_gemv(const si_qmatmul_params& p, const QLayout& layout, cudaStr
     });
 }
 
-si_status launch_gemv_w8a8(const si_qmatmul_params& p, const QLayout& layout, cudaStream_t stream) {
+si_result launch_gemv_w8a8(const si_qmatmul_params& p, const QLayout& layout, cudaStream_t stream) {
     const int32_t gs = p.group_size;
     const bool vector = (gs >= p.k || gs % 16 == 0) && p.k % 16 == 0 && aligned16(p.q);
     const unsigned blocks = unsigned((int64_t(p.n) + kQGemvWarps * kW8A8Channels - 1) / (kQGemvWarps * kW8A8Channels));
@@ -67,7 +67,7 @@ si_status launch_gemv_w8a8(const si_qmatmul_params& p, const QLayout& layout, cu
 
 }  // namespace
 
-si_status launch_qmatmul(const si_qmatmul_params& p, cudaStream_t stream) {
+si_result launch_qmatmul(const si_qmatmul_params& p, cudaStream_t stream) {
     if (p.m == 0) return SI_OK;
     const QLayout layout = make_layout(p);
     const bool gemv = p.m <= kQGemvMaxRows;

@@ -32,7 +32,7 @@
 
 namespace si::cuda {
 
-si_status launch_qmatmul(const si_qmatmul_params& p, cudaStream_t stream);
+si_result launch_qmatmul(const si_qmatmul_params& p, cudaStream_t stream);
 
 constexpr int kQGemvThreads = 256, kQGemvWarps = kQGemvThreads / 32;
 constexpr int kQGemvMaxRows = 16;    // as the dense matmul: beyond this the tiled kernels win

@@ -6,7 +6,7 @@
 
 namespace si::cuda {
 
-si_status launch_rms_norm(const si_rms_norm_params& p, cudaStream_t stream) {
+si_result launch_rms_norm(const si_rms_norm_params& p, cudaStream_t stream) {
     if (p.rows == 0) return SI_OK;
     NvtxRange range("si_rms_norm");
     rms_norm_kernel<<<p.rows, row_block_size(p.dim), 0, stream>>>(p.x, p.weight, p.out, p.x_stride, p.out_stride, p.dim, p.eps);

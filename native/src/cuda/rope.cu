@@ -8,7 +8,7 @@
 
 namespace si::cuda {
 
-si_status launch_rope(const si_rope_params& p, cudaStream_t stream) {
+si_result launch_rope(const si_rope_params& p, cudaStream_t stream) {
     const int64_t total_pairs = int64_t(p.n_tokens) * p.n_heads * (p.rotary_dim / 2);
     if (total_pairs == 0) return SI_OK;
     NvtxRange range("si_rope");

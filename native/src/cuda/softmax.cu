@@ -6,7 +6,7 @@
 
 namespace si::cuda {
 
-si_status launch_softmax(const si_softmax_params& p, cudaStream_t stream) {
+si_result launch_softmax(const si_softmax_params& p, cudaStream_t stream) {
     if (p.rows == 0) return SI_OK;
     NvtxRange range("si_softmax");
     softmax_kernel<<<p.rows, row_block_size(p.n), 0, stream>>>(p.x, p.out, p.x_stride, p.out_stride, p.n, p.inv_temperature);

@@ -8,7 +8,7 @@
 
 namespace si::cuda {
 
-si_status launch_swiglu(const si_swiglu_params& p, cudaStream_t stream) {
+si_result launch_swiglu(const si_swiglu_params& p, cudaStream_t stream) {
     const int64_t total = int64_t(p.rows) * p.n;
     if (total == 0) return SI_OK;
     NvtxRange range("si_swiglu");

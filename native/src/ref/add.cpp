@@ -3,7 +3,7 @@
 
 namespace si::ref {
 
-si_status add(const si_add_params& p) {
+si_result add(const si_add_params& p) {
     for (int64_t i = 0; i < p.n; ++i) p.out[i] = p.a[i] + p.b[i];
     return SI_OK;
 }

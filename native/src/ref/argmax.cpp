@@ -6,7 +6,7 @@
 
 namespace si::ref {
 
-si_status argmax(const si_argmax_params& p) {
+si_result argmax(const si_argmax_params& p) {
     for (int32_t r = 0; r < p.rows; ++r) {
         const float* x = p.x + r * p.x_stride;
         int32_t best = -1;

@@ -8,7 +8,7 @@
 
 namespace si::ref {
 
-si_status attention(const si_attention_params& p) {
+si_result attention(const si_attention_params& p) {
     const int32_t group = p.n_heads / p.n_kv_heads;
     std::vector<double> scores(size_t(p.n_ctx));
     std::vector<double> acc(size_t(p.head_dim));

@@ -5,7 +5,7 @@
 
 namespace si::ref {
 
-si_status embedding(const si_embedding_params& p) {
+si_result embedding(const si_embedding_params& p) {
     // Check every id before writing anything, so a bad id leaves out untouched.
     for (int32_t t = 0; t < p.n_tokens; ++t) {
         if (p.ids[t] < 0 || p.ids[t] >= p.vocab)

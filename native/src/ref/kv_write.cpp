@@ -39,7 +39,7 @@ void store_row(const float* x, const si_paged_kv& c, void* pool, float* scales, 
 
 }  // namespace
 
-si_status kv_write(const si_kv_write_params& p) {
+si_result kv_write(const si_kv_write_params& p) {
     const si_paged_kv& c = p.cache;
     for (int32_t t = 0; t < p.n_tokens; ++t) {
         const int32_t slot = p.slot_mapping[t];

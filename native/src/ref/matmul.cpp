@@ -4,7 +4,7 @@
 
 namespace si::ref {
 
-si_status matmul(const si_matmul_params& p) {
+si_result matmul(const si_matmul_params& p) {
     for (int32_t i = 0; i < p.m; ++i) {
         const float* x = p.x + i * p.x_stride;
         for (int32_t j = 0; j < p.n; ++j) {

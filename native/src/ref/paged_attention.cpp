@@ -44,12 +44,12 @@ struct CacheReader {
 
 }  // namespace
 
-si_status paged_attention_workspace_size(const si_paged_attention_params&, int64_t* out_bytes) {
+si_result paged_attention_workspace_size(const si_paged_attention_params&, int64_t* out_bytes) {
     *out_bytes = 0;
     return SI_OK;
 }
 
-si_status paged_attention(const si_paged_attention_params& p) {
+si_result paged_attention(const si_paged_attention_params& p) {
     const si_paged_kv& c = p.cache;
     const int32_t group = p.n_heads / c.n_kv_heads;
     const Variant variant{p.variant.sliding_window, double(p.variant.logit_softcap)};

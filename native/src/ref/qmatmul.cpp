@@ -25,7 +25,7 @@ int32_t weight_value(const si_qmatmul_params& p, int64_t channel, int64_t i) {
 
 }  // namespace
 
-si_status qmatmul(const si_qmatmul_params& p) {
+si_result qmatmul(const si_qmatmul_params& p) {
     const int64_t n_groups = (int64_t(p.k) + p.group_size - 1) / p.group_size;
     std::vector<int32_t> qx(size_t(p.k));
     for (int32_t r = 0; r < p.m; ++r) {

@@ -7,18 +7,18 @@
 
 namespace si::ref {
 
-si_status embedding(const si_embedding_params& p);
-si_status rms_norm(const si_rms_norm_params& p);
-si_status matmul(const si_matmul_params& p);
-si_status rope(const si_rope_params& p);
-si_status attention(const si_attention_params& p);
-si_status swiglu(const si_swiglu_params& p);
-si_status add(const si_add_params& p);
-si_status softmax(const si_softmax_params& p);
-si_status argmax(const si_argmax_params& p);
-si_status qmatmul(const si_qmatmul_params& p);
-si_status kv_write(const si_kv_write_params& p);
-si_status paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes);
-si_status paged_attention(const si_paged_attention_params& p);
+si_result embedding(const si_embedding_params& p);
+si_result rms_norm(const si_rms_norm_params& p);
+si_result matmul(const si_matmul_params& p);
+si_result rope(const si_rope_params& p);
+si_result attention(const si_attention_params& p);
+si_result swiglu(const si_swiglu_params& p);
+si_result add(const si_add_params& p);
+si_result softmax(const si_softmax_params& p);
+si_result argmax(const si_argmax_params& p);
+si_result qmatmul(const si_qmatmul_params& p);
+si_result kv_write(const si_kv_write_params& p);
+si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes);
+si_result paged_attention(const si_paged_attention_params& p);
 
 }  // namespace si::ref

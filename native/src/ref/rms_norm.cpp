@@ -5,7 +5,7 @@
 
 namespace si::ref {
 
-si_status rms_norm(const si_rms_norm_params& p) {
+si_result rms_norm(const si_rms_norm_params& p) {
     for (int32_t r = 0; r < p.rows; ++r) {
         const float* x = p.x + r * p.x_stride;
         float* out = p.out + r * p.out_stride;

@@ -5,7 +5,7 @@
 
 namespace si::ref {
 
-si_status rope(const si_rope_params& p) {
+si_result rope(const si_rope_params& p) {
     const int32_t half = p.rotary_dim / 2;
     for (int32_t t = 0; t < p.n_tokens; ++t) {
         for (int32_t i = 0; i < half; ++i) {

@@ -6,7 +6,7 @@
 
 namespace si::ref {
 
-si_status softmax(const si_softmax_params& p) {
+si_result softmax(const si_softmax_params& p) {
     std::vector<double> e(size_t(p.n));
     for (int32_t r = 0; r < p.rows; ++r) {
         const float* x = p.x + r * p.x_stride;

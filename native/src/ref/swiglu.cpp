@@ -5,7 +5,7 @@
 
 namespace si::ref {
 
-si_status swiglu(const si_swiglu_params& p) {
+si_result swiglu(const si_swiglu_params& p) {
     for (int32_t r = 0; r < p.rows; ++r) {
         for (int32_t j = 0; j < p.n; ++j) {
             const double g = p.gate[r * p.gate_stride + j], u = p.up[r * p.up_stride + j];

@@ -15,7 +15,7 @@ struct Probe {
 Probe probe() {
     Probe result;
     si_context* context = nullptr;
-    const si_status status = make_cuda_context(&context);
+    const si_result status = make_cuda_context(&context);
     if (status == SI_OK) {
         result.usable = true;
         si_context_destroy(context);
@@ -29,7 +29,7 @@ Probe probe() {
 
 }  // namespace
 
-si_status make_cuda_context(si_context** out_context) {
+si_result make_cuda_context(si_context** out_context) {
     const si_context_options options{SI_BACKEND_CUDA, 0, 0, 0};
     return si_context_create(&options, out_context);
 }

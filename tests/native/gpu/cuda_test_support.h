@@ -4,7 +4,7 @@
 // context leaks.
 #pragma once
 
-// op_cases.h comes first everywhere: it neutralizes glibc's si_status macro (<signal.h>)
+// op_cases.h comes first everywhere: it neutralizes glibc's si_result macro (<signal.h>)
 // before sharpinfer.h is seen, so this header must be the first include of every
 // GPU-tier test source.
 #include "op_cases.h"
@@ -23,7 +23,7 @@ namespace si_test {
 bool cuda_usable(std::string* reason);
 
 // Creates a cuda context on device 0.
-si_status make_cuda_context(si_context** out_context);
+si_result make_cuda_context(si_context** out_context);
 
 class CudaTest : public ::testing::Test {
 protected:

@@ -49,10 +49,10 @@ std::vector<void*> DeviceMemoryAdapter::upload(si_context* /*context*/, std::vec
     return pointers;
 }
 
-si_status DeviceMemoryAdapter::download(si_context* context, std::vector<Buffer>& buffers,
+si_result DeviceMemoryAdapter::download(si_context* context, std::vector<Buffer>& buffers,
                                         const std::vector<void*>& pointers) {
     const cuda_driver::Api& api = require_api();
-    si_status status = si_context_synchronize(context);
+    si_result status = si_context_synchronize(context);
     // After a failed synchronize (a kernel fault) the context is unusable and the copies
     // would fail too; the status already says what happened.
     if (status == SI_OK) {

@@ -16,7 +16,7 @@ public:
     // Synchronizes the context first (ops are asynchronous on its stream), then copies
     // back every buffer, inputs included: a kernel that writes into an input (or past an
     // output into a guard) then shows up in the harness's comparison.
-    si_status download(si_context* context, std::vector<Buffer>& buffers, const std::vector<void*>& pointers) override;
+    si_result download(si_context* context, std::vector<Buffer>& buffers, const std::vector<void*>& pointers) override;
 };
 
 }  // namespace si_test

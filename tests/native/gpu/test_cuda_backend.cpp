@@ -1,7 +1,7 @@
 // test_cuda_backend.cpp: behavior specific to the cuda backend that the ref comparison grid
 // cannot show: context and device errors, out-of-range embedding ids (zeros on cuda, an
 // error on ref/cpu), the head_dim limit, empty work, and that ops are asynchronous.
-#include "cuda_test_support.h"  // first: see the si_status note there
+#include "cuda_test_support.h"  // first: see the si_result note there
 #include "cuda_driver.h"
 #include "op_cases.h"
 

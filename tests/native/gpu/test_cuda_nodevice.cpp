@@ -2,7 +2,7 @@
 // CUDA_VISIBLE_DEVICES=-1, so this also runs on GPU machines and in CI without a driver),
 // creating a cuda context fails cleanly: SI_ERR_NO_DEVICE, a readable message, no context,
 // the same answer when asked again, and the host backends unaffected.
-#include "cuda_test_support.h"  // first: see the si_status note there
+#include "cuda_test_support.h"  // first: see the si_result note there
 #include "op_cases.h"
 
 #include <sharpinfer/sharpinfer.h>
@@ -22,7 +22,7 @@ TEST(CudaNoDevice, ContextCreateReportsNoDevice) {
     const si_context_options options{SI_BACKEND_CUDA, 0, 0, 0};
     for (int attempt = 0; attempt < 2; ++attempt) {
         si_context* context = reinterpret_cast<si_context*>(&live_before);  // must be reset to null
-        const si_status status = si_context_create(&options, &context);
+        const si_result status = si_context_create(&options, &context);
         if (status == SI_OK) {
             si_context_destroy(context);
             const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");

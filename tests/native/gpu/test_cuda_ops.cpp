@@ -3,7 +3,7 @@
 // test per case (CudaOps.<case name>). Without a device each test is skipped with
 // "no CUDA device: <reason>"; a case the cuda backend reports unsupported is skipped with
 // its message, never counted as passed.
-#include "cuda_test_support.h"  // first: see the si_status note there
+#include "cuda_test_support.h"  // first: see the si_result note there
 #include "device_memory_adapter.h"
 #include "op_cases.h"
 

@@ -13,7 +13,7 @@
 // over all outputs, every output is finite, and nothing outside the outputs is written.
 // Every buffer the kernels must not read (unused cache slots and blocks, q/out row gaps,
 // the workspace) starts as NaN, so a stray read shows up as a non-finite output.
-#include "cuda_test_support.h"  // first: see the si_status note there
+#include "cuda_test_support.h"  // first: see the si_result note there
 #include "cuda_driver.h"
 
 #include "common/dtype.h"
@@ -428,7 +428,7 @@ si_paged_attention_params params_for(const Problem& p, const float* q, float* ou
 
 // cuda: everything uploaded, workspace as the backend asks (NaN, with a guard after it).
 struct CudaResult {
-    si_status status = SI_OK;
+    si_result status = SI_OK;
     std::string message;
     std::vector<float> out;
     bool workspace_guard_intact = true;
@@ -704,7 +704,7 @@ TEST_F(CudaPagedAttention, KvWriteMatchesRefBitForBit) {
             w.k_stride = stride;
             w.v_stride = stride;
             w.n_tokens = n_tokens;
-            const si_status ref_status = si_kv_write(ref, &w);
+            const si_result ref_status = si_kv_write(ref, &w);
             si_context_destroy(ref);
             ASSERT_EQ(ref_status, SI_OK) << last_error_text();
 

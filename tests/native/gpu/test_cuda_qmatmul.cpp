@@ -4,7 +4,7 @@
 // sentinel, and the x gaps / guard are NaN so a stray read shows up), plus the same cases
 // with misaligned device pointers (forcing the per-element kernels on shapes that otherwise
 // take the 16-byte vector paths). Without a device every test skips with "no CUDA device: ...".
-#include "cuda_test_support.h"  // first: see the si_status note there
+#include "cuda_test_support.h"  // first: see the si_result note there
 #include "cuda_driver.h"
 #include "qmatmul_cases.h"
 #include "test_util.h"

@@ -43,7 +43,7 @@ public class AbiTests
     public void LibraryLoads_WithMatchingAbi()
     {
         NativeLibraryLoader.EnsureLoaded();
-        Assert.Contains("sharpinfer abi 1", NativeContext.BuildInfo);
+        Assert.Contains($"sharpinfer abi {NativeMethods.AbiVersion}", NativeContext.BuildInfo);
         Assert.True(NativeContext.IsCompiled(SiBackend.Cpu));
     }
 
