@@ -2,6 +2,7 @@
 // model shapes, for benchmarks and tests on machines without downloaded models.
 using System.CommandLine;
 using SharpInfer.Models;
+using SharpInfer.Models.Gguf;
 using Spectre.Console;
 
 namespace SharpInfer.Cli.Commands;
@@ -17,8 +18,12 @@ internal static class MakeModelCommand
             DefaultValueFactory = _ => "tinyllama-1.1b",
         };
         shape.AcceptOnlyFromAmong("tinyllama-1.1b", "tiny");
-        var dtype = new Option<string>("--dtype") { Description = "Storage of the weight matrices: f32 or f16.", DefaultValueFactory = _ => "f16" };
-        dtype.AcceptOnlyFromAmong("f32", "f16");
+        var dtype = new Option<string>("--dtype")
+        {
+            Description = "Storage of the weight matrices: f32, f16, bf16, q8_0 or q4_0 (GGUF block layouts).",
+            DefaultValueFactory = _ => "f16",
+        };
+        dtype.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0");
         var seed = new Option<int>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 1 };
         var tokenizerFrom = new Option<string?>("--tokenizer-from")
         {
@@ -33,7 +38,14 @@ internal static class MakeModelCommand
             {
                 string path = parse.GetValue(output)!;
                 var config = parse.GetValue(shape) == "tiny" ? SyntheticModel.Tiny : SyntheticModel.TinyLlama1B;
-                var type = parse.GetValue(dtype) == "f32" ? TensorDType.F32 : TensorDType.F16;
+                var type = parse.GetValue(dtype) switch
+                {
+                    "f32" => GgmlType.F32,
+                    "bf16" => GgmlType.BF16,
+                    "q8_0" => GgmlType.Q8_0,
+                    "q4_0" => GgmlType.Q4_0,
+                    _ => GgmlType.F16,
+                };
                 using var source = parse.GetValue(tokenizerFrom) is { } from ? ModelLoader.Load(from) : null;
                 var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
                 console.Status().Start($"writing {path} ({config.NumLayers} layers, hidden {config.HiddenSize}, {type})", _ =>

@@ -132,13 +132,16 @@ public class CliTests
         Assert.Contains("invalid argument", err);
     }
 
-    [Fact]
-    public void SyntheticModel_RunsThroughTheCli()
+    [Theory]
+    [InlineData("f16")]
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void SyntheticModel_RunsThroughTheCli(string dtype)
     {
         string path = Path.Combine(Path.GetTempPath(), $"si-tiny-{Guid.NewGuid():N}.gguf");
         try
         {
-            var (makeCode, _, makeErr) = Run("make-model", "--out", path, "--shape", "tiny", "--dtype", "f16");
+            var (makeCode, _, makeErr) = Run("make-model", "--out", path, "--shape", "tiny", "--dtype", dtype);
             Assert.True(makeCode == 0, makeErr);
             var (code, output, err) = Run("generate", "--model", path, "--prompt", "hello", "--max-tokens", "8", "--json");
             Assert.True(code == 0, err);
