@@ -19,8 +19,8 @@
 //    saturate (2 * 128 * 127 < 2^15). Each vector's int32 lanes (4 k each) are converted to
 //    f32 and FMA'd with a per-lane scale vector (one scale, or 2-4 groups' scales for group
 //    sizes 16/32), so no horizontal sum happens before the end of the row; the row's x scale
-//    multiplies the reduced sum. A single row (decode) walks one channel at a time
-//    (i8i8_vnni_row): one sequential stream per thread, which the prefetchers serve best.
+//    multiplies the reduced sum. The VNNI kernel walks one channel at a time (several rows):
+//    one sequential weight stream per thread, which the prefetchers serve best.
 // Group sizes with a vector path: W8A16: multiples of 16 (AVX-512) / 8 (AVX2); W4A16: 16 and
 // multiples of 32 (AVX-512) / multiples of 16 (AVX2); W8A8: 16, 32 and multiples of 64
 // (AVX-512 VNNI) / 16 and multiples of 32 (AVX2); and any group size >= k (per channel). Other group sizes (and the scalar ISA level) take
@@ -488,11 +488,92 @@ SI_TARGET_AVX512 void i4f_avx512(const Job& job, int64_t r0, int64_t c0, bool pr
         for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, _mm512_reduce_add_ps(acc[r][j]));
 }
 
-// W8A8 with VNNI, 64 weights per step (16 int32 lanes of 4 k each). x rows hold q + 128 (u8),
-// padded with 128 (q = 0) to a multiple of 64. kSmall: group size 16 or 32 (4 or 2 groups per
-// step, their scales spread over the lanes by one vpermps); else a multiple of 64, or >= k.
+// W8A8 with VNNI, 64 weights per step (16 int32 lanes of 4 k each), for rows [r0, r0 + R) of
+// one channel. x rows hold q + 128 (u8), padded with 128 (q = 0) to a multiple of 64.
+// kSmall: group size 16 or 32 (4 or 2 groups per vector, their scales spread over the lanes by
+// one vpermps); else a multiple of 64, or >= k.
+// One channel at a time, so each thread reads one sequential weight stream: the prefetchers
+// serve that far better than J interleaved rows (Zen 4, one core: ~37 GB/s for one 64-byte
+// stream vs ~21 GB/s for 4-8; 2048 x 2048 at m = 4 took 417 us with 4x4 register blocking,
+// 227 us here). Four vectors per iteration share the scalar work; every output sees the same
+// per-vector operations in the same order for any R.
+template <int R, bool kSmall>
+SI_TARGET_AVX512_VNNI void i8i8_vnni(const Job& job, int64_t r0, int64_t c) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    const uint8_t* x[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) x[r] = job.xq + (r0 + r) * job.xq_stride;
+    const uint8_t* w = weight_row(job, c);
+    const float* srow = p.scales + c * job.n_groups;
+    const __m512i u128 = _mm512_set1_epi8(char(0x80));
+    const int shift = gs == 16 ? 4 : 5;
+    // kSmall: lane l covers k 4l..4l+3, so it belongs to group 4l / gs of its vector.
+    const __m512i lane_group = gs == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                        : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i groups_per_vector = _mm512_set1_epi32(64 >> shift);
+    __m512 acc[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    int64_t g = 0, group_end = gs;  // !kSmall: the group of vector i and where it ends
+    auto step = [&](int64_t i, __m512i wv, __m512 s) SI_TARGET_AVX512_VNNI {
+        // -(128 * sum of each lane's 4 weights): turns sum (q + 128) * w into sum q * w.
+        const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+            const __m512i dot = _mm512_dpbusd_epi32(correction, _mm512_loadu_si512(x[r] + i), wv);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r]);
+        }
+    };
+    auto large_group_scale = [&](int64_t i) {  // scalar: a lambda has no target attribute
+        if (i >= group_end) {
+            ++g;
+            group_end += gs;
+        }
+        return srow[g];
+    };
+    int64_t i = 0;
+    for (; i + 256 <= k; i += 256) {
+        const __m512i w0 = _mm512_loadu_si512(w + i), w1 = _mm512_loadu_si512(w + i + 64);
+        const __m512i w2 = _mm512_loadu_si512(w + i + 128), w3 = _mm512_loadu_si512(w + i + 192);
+        if constexpr (kSmall) {
+            // The 8 (group size 32) or 16 (group size 16) scales of these 256 k, spread by lane.
+            const __m512 all = _mm512_maskz_loadu_ps(simd::tail_mask16(256 >> shift), srow + (i >> shift));
+            __m512i index = lane_group;
+            step(i, w0, _mm512_permutexvar_ps(index, all));
+            index = _mm512_add_epi32(index, groups_per_vector);
+            step(i + 64, w1, _mm512_permutexvar_ps(index, all));
+            index = _mm512_add_epi32(index, groups_per_vector);
+            step(i + 128, w2, _mm512_permutexvar_ps(index, all));
+            index = _mm512_add_epi32(index, groups_per_vector);
+            step(i + 192, w3, _mm512_permutexvar_ps(index, all));
+        } else {
+            step(i, w0, _mm512_set1_ps(large_group_scale(i)));
+            step(i + 64, w1, _mm512_set1_ps(large_group_scale(i + 64)));
+            step(i + 128, w2, _mm512_set1_ps(large_group_scale(i + 128)));
+            step(i + 192, w3, _mm512_set1_ps(large_group_scale(i + 192)));
+        }
+    }
+    for (; i < k; i += 64) {  // masked loads read nothing past k
+        const __m512i wv = _mm512_maskz_loadu_epi8(tail_mask64(k - i), w + i);
+        if constexpr (kSmall) {
+            const int64_t g0 = i >> shift;
+            const int64_t count = std::min<int64_t>(64 >> shift, job.n_groups - g0);
+            step(i, wv, _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(simd::tail_mask16(count), srow + g0)));
+        } else {
+            step(i, wv, _mm512_set1_ps(large_group_scale(i)));
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) store(job, r0 + r, c, _mm512_reduce_add_ps(acc[r]));
+}
+
+// i8i8_vnni (above) blocked over J channels as well, for tiles of more than 4 rows, where the
+// work is compute-bound and J independent channels keep more VNNI pipes busy (2048 x 2048, one
+// core: m = 16 in 667 us vs 831 us channel by channel; m = 64 1803 vs 2665 us). Every output
+// sees the same operations in the same order as in i8i8_vnni, so the two agree bit for bit.
 template <int R, int J, bool kSmall>
-SI_TARGET_AVX512_VNNI void i8i8_vnni(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
+SI_TARGET_AVX512_VNNI void i8i8_vnni_block(const Job& job, int64_t r0, int64_t c0, bool prefetch_next) {
     const si_qmatmul_params& p = *job.p;
     const int64_t k = p.k, gs = p.group_size;
     const uint8_t* x[R];
@@ -552,77 +633,6 @@ SI_TARGET_AVX512_VNNI void i8i8_vnni(const Job& job, int64_t r0, int64_t c0, boo
 #pragma GCC unroll 8
         for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, _mm512_reduce_add_ps(acc[r][j]));
 }
-
-// W8A8 with VNNI for a single row (decode), one channel at a time: each thread then reads one
-// sequential stream, which the hardware prefetchers follow far better than the J interleaved
-// rows of i8i8_vnni (measured on Zen 4: ~37 GB/s per core for one 64-byte stream vs ~21 GB/s
-// for 8). Four vectors per iteration share the scalar work. Every output gets exactly the
-// per-vector operations of i8i8_vnni in the same order, so results equal its bit for bit.
-template <bool kSmall>
-SI_TARGET_AVX512_VNNI void i8i8_vnni_row(const Job& job, int64_t r, int64_t c) {
-    const si_qmatmul_params& p = *job.p;
-    const int64_t k = p.k, gs = p.group_size;
-    const uint8_t* x = job.xq + r * job.xq_stride;
-    const uint8_t* w = weight_row(job, c);
-    const float* srow = p.scales + c * job.n_groups;
-    const __m512i u128 = _mm512_set1_epi8(char(0x80));
-    const int shift = gs == 16 ? 4 : 5;
-    const __m512i lane_group = gs == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                                        : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512i groups_per_vector = _mm512_set1_epi32(64 >> shift);
-    __m512 acc = _mm512_setzero_ps();
-    int64_t g = 0, group_end = gs;  // !kSmall: the group of vector i and where it ends
-    auto step = [&](int64_t i, __m512i wv, __m512 s) SI_TARGET_AVX512_VNNI {
-        const __m512i correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
-        const __m512i dot = _mm512_dpbusd_epi32(correction, _mm512_loadu_si512(x + i), wv);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
-    };
-    auto large_group_scale = [&](int64_t i) {  // scalar: a lambda has no target attribute
-        if (i >= group_end) {
-            ++g;
-            group_end += gs;
-        }
-        return srow[g];
-    };
-    int64_t i = 0;
-    for (; i + 256 <= k; i += 256) {
-        const __m512i w0 = _mm512_loadu_si512(w + i), w1 = _mm512_loadu_si512(w + i + 64);
-        const __m512i w2 = _mm512_loadu_si512(w + i + 128), w3 = _mm512_loadu_si512(w + i + 192);
-        if constexpr (kSmall) {
-            // The 8 (group size 32) or 16 (group size 16) scales of these 256 k, spread by lane.
-            const __m512 all = _mm512_maskz_loadu_ps(simd::tail_mask16(256 >> shift), srow + (i >> shift));
-            __m512i index = lane_group;
-            step(i, w0, _mm512_permutexvar_ps(index, all));
-            index = _mm512_add_epi32(index, groups_per_vector);
-            step(i + 64, w1, _mm512_permutexvar_ps(index, all));
-            index = _mm512_add_epi32(index, groups_per_vector);
-            step(i + 128, w2, _mm512_permutexvar_ps(index, all));
-            index = _mm512_add_epi32(index, groups_per_vector);
-            step(i + 192, w3, _mm512_permutexvar_ps(index, all));
-        } else {
-            step(i, w0, _mm512_set1_ps(large_group_scale(i)));
-            step(i + 64, w1, _mm512_set1_ps(large_group_scale(i + 64)));
-            step(i + 128, w2, _mm512_set1_ps(large_group_scale(i + 128)));
-            step(i + 192, w3, _mm512_set1_ps(large_group_scale(i + 192)));
-        }
-    }
-    for (; i < k; i += 64) {
-        const __m512i wv = _mm512_maskz_loadu_epi8(tail_mask64(k - i), w + i);
-        if constexpr (kSmall) {
-            const int64_t g0 = i >> shift;
-            const int64_t count = std::min<int64_t>(64 >> shift, job.n_groups - g0);
-            step(i, wv, _mm512_permutexvar_ps(lane_group, _mm512_maskz_loadu_ps(simd::tail_mask16(count), srow + g0)));
-        } else {
-            step(i, wv, _mm512_set1_ps(large_group_scale(i)));
-        }
-    }
-    store(job, r, c, _mm512_reduce_add_ps(acc));
-}
-
-// VNNI tiles: a single row goes channel by channel through i8i8_vnni_row; batches take the
-// block kernel.
-template <class K, bool kSmall>
-void tile_vnni(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 
 // ---- activation preparation ------------------------------------------------------------------
 
@@ -740,8 +750,8 @@ SI_QMATMUL_FAMILY(I8i8Avx2Small, (i8i8_avx2<R, J, true>), 4, 2);
 SI_QMATMUL_FAMILY(I8fAvx512, (i8f_avx512<R, J>), 8, 4);
 SI_QMATMUL_FAMILY(I4fAvx512, (i4f_avx512<R, J, false>), 4, 4);
 SI_QMATMUL_FAMILY(I4fAvx512G16, (i4f_avx512<R, J, true>), 4, 4);
-SI_QMATMUL_FAMILY(I8i8Vnni, (i8i8_vnni<R, J, false>), 8, 4);
-SI_QMATMUL_FAMILY(I8i8VnniSmall, (i8i8_vnni<R, J, true>), 8, 4);
+SI_QMATMUL_FAMILY(I8i8VnniBlock, (i8i8_vnni_block<R, J, false>), 8, 4);
+SI_QMATMUL_FAMILY(I8i8VnniBlockSmall, (i8i8_vnni_block<R, J, true>), 8, 4);
 #undef SI_QMATMUL_FAMILY
 
 template <class K, int J>
@@ -767,10 +777,25 @@ void tile_with(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     for (; c < c1; ++c) rows_with<K, 1>(job, r0, r1, c);
 }
 
-template <class K, bool kSmall>
+// VNNI tiles: up to 4 rows channel by channel (memory-bound: one stream per thread), more
+// rows through the channel-blocked kernel (compute-bound).
+template <bool kSmall>
 void tile_vnni(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    if (r1 - r0 > 1) return tile_with<K>(job, r0, r1, c0, c1);
-    for (int64_t c = c0; c < c1; ++c) i8i8_vnni_row<kSmall>(job, r0, c);
+    if (r1 - r0 > 4) {
+        if constexpr (kSmall) tile_with<I8i8VnniBlockSmall>(job, r0, r1, c0, c1);
+        else tile_with<I8i8VnniBlock>(job, r0, r1, c0, c1);
+        return;
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) i8i8_vnni<4, kSmall>(job, r, c);
+        switch (r1 - r) {
+            case 3: i8i8_vnni<3, kSmall>(job, r, c); break;
+            case 2: i8i8_vnni<2, kSmall>(job, r, c); break;
+            case 1: i8i8_vnni<1, kSmall>(job, r, c); break;
+            default: break;
+        }
+    }
 }
 
 using TileFn = void (*)(const Job&, int64_t, int64_t, int64_t, int64_t);
@@ -785,8 +810,8 @@ TileFn choose_tile(Isa isa, const si_qmatmul_params& p) {
     const bool avx512 = isa == Isa::Avx512;
     if (p.activations == SI_ACTIVATIONS_I8) {
         if (avx512 && has_avx512_vnni()) {
-            if (single || gs % 64 == 0) return tile_vnni<I8i8Vnni, false>;
-            if (gs == 16 || gs == 32) return tile_vnni<I8i8VnniSmall, true>;
+            if (single || gs % 64 == 0) return tile_vnni<false>;
+            if (gs == 16 || gs == 32) return tile_vnni<true>;
         } else {
             if (single || gs % 32 == 0) return tile_with<I8i8Avx2>;
             if (gs == 16) return tile_with<I8i8Avx2Small>;
