@@ -10,7 +10,7 @@ namespace SharpInfer.Interop;
 internal static unsafe partial class NativeMethods
 {
     /// <summary>Must equal SI_ABI_VERSION in sharpinfer.h; checked when the library loads.</summary>
-    internal const int AbiVersion = 2;
+    internal const int AbiVersion = 3;
     internal const string LibraryName = "sharpinfer";
 
     [LibraryImport(LibraryName)] internal static partial SiStatus si_abi_version(int* outVersion);

@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 /* Bumped on any change to a signature, struct layout or enum value below. */
-#define SI_ABI_VERSION 2
+#define SI_ABI_VERSION 3
 
 /* (Not "si_status": glibc's <signal.h> defines si_status as a macro.) */
 typedef int32_t si_result;
@@ -371,6 +371,54 @@ typedef struct si_qmatmul_params {
     si_activation_mode activations;
 } si_qmatmul_params;
 SI_API si_result si_qmatmul(si_context* ctx, const si_qmatmul_params* p);
+
+/* ---------------------------------------------------------------------------------------
+ * Sparse (pruned) matmul: y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) where w keeps only
+ * its non-zero weights. Two formats, both row-major over the output channels (rows of w):
+ *
+ * SI_SPARSE_2_4 (semi-structured): in every group of 4 consecutive k of a row at most 2
+ * weights are non-zero. Let kp = k rounded up to a multiple of 16 (the padding is zero).
+ *   values: [n, kp / 2] in values_dtype: the 2 kept weights of each group, in k order.
+ *   index:  uint16 [n, kp / 16]: the metadata of 4 groups per word, group g of the word in
+ *           bits [4g, 4g + 4): bits 0-1 the position (0-3) of the first kept weight, bits
+ *           2-3 the position of the second, first < second (a group with fewer non-zeros
+ *           keeps a zero). This is, row by row, the metadata that sm_80+ sparse tensor
+ *           cores (mma.sp) take for the A operand; two consecutive words form the 32-bit
+ *           metadata of a 32-wide k chunk.
+ *   row_offsets: NULL.
+ * SI_SPARSE_BITMASK (unstructured, any sparsity):
+ *   index:  uint64 [n, kw], kw = (k + 63) / 64: bit j of word w says whether w[r, 64w + j]
+ *           is kept (bits at or past k are 0).
+ *   values: the kept weights of every row, row r's at [row_offsets[r], row_offsets[r + 1]),
+ *           in k order, in values_dtype.
+ *   row_offsets: int64 [n + 1], row_offsets[0] = 0, row_offsets[r + 1] - row_offsets[r] =
+ *           popcount of row r's mask words.
+ * Metadata is trusted by the kernels (it is validated where a checkpoint is loaded).
+ * ------------------------------------------------------------------------------------- */
+
+typedef int32_t si_sparse_format;
+enum {
+    SI_SPARSE_2_4 = 0,
+    SI_SPARSE_BITMASK = 1
+};
+
+typedef struct si_sparse_matmul_params {
+    const float* x;              /* [m, k], row stride x_stride */
+    const void* values;          /* kept weights in values_dtype (layout: see format) */
+    const void* index;           /* 2:4: uint16 [n, kp / 16]; bitmask: uint64 [n, kw] */
+    const int64_t* row_offsets;  /* bitmask: int64 [n + 1]; 2:4: NULL */
+    const float* bias;           /* [n] or NULL */
+    float* y;                    /* [m, n], row stride y_stride; must not alias x */
+    int64_t x_stride;
+    int64_t y_stride;
+    int32_t m;
+    int32_t n;
+    int32_t k;
+    si_dtype values_dtype;       /* F32, F16, BF16 */
+    si_sparse_format format;
+    int32_t reserved;            /* must be 0 */
+} si_sparse_matmul_params;
+SI_API si_result si_sparse_matmul(si_context* ctx, const si_sparse_matmul_params* p);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -28,3 +28,6 @@ static_assert(offsetof(si_paged_attention_params, cache) == 48, "si_paged_attent
 static_assert(offsetof(si_paged_attention_params, scale) == 148, "si_paged_attention_params layout");
 static_assert(sizeof(si_qmatmul_params) == 88, "si_qmatmul_params layout");
 static_assert(offsetof(si_qmatmul_params, activations) == 84, "si_qmatmul_params layout");
+static_assert(sizeof(si_sparse_matmul_params) == 88, "si_sparse_matmul_params layout");
+static_assert(offsetof(si_sparse_matmul_params, values_dtype) == 76, "si_sparse_matmul_params layout");
+static_assert(offsetof(si_sparse_matmul_params, format) == 80, "si_sparse_matmul_params layout");

@@ -101,6 +101,18 @@ si_result validate(const si_qmatmul_params& p) {
     return SI_OK;
 }
 
+si_result validate(const si_sparse_matmul_params& p) {
+    if (!p.x || !p.values || !p.index || !p.y) return fail(SI_ERR_INVALID_ARGUMENT, "si_sparse_matmul: null pointer");
+    if (p.format != SI_SPARSE_2_4 && p.format != SI_SPARSE_BITMASK) return fail(SI_ERR_UNSUPPORTED, "si_sparse_matmul: unknown sparse format %d", p.format);
+    if (p.format == SI_SPARSE_BITMASK && !p.row_offsets) return fail(SI_ERR_INVALID_ARGUMENT, "si_sparse_matmul: the bitmask format needs row_offsets");
+    if (p.values_dtype != SI_DTYPE_F32 && p.values_dtype != SI_DTYPE_F16 && p.values_dtype != SI_DTYPE_BF16)
+        return fail(SI_ERR_UNSUPPORTED, "si_sparse_matmul: values dtype %d is not f32/f16/bf16", p.values_dtype);
+    if (p.m < 0 || p.n < 1 || p.k < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_sparse_matmul: bad shape m=%d n=%d k=%d", p.m, p.n, p.k);
+    if (p.x_stride < p.k || p.y_stride < p.n) return fail(SI_ERR_INVALID_ARGUMENT, "si_sparse_matmul: row stride too small");
+    if (p.reserved != 0) return fail(SI_ERR_INVALID_ARGUMENT, "si_sparse_matmul: reserved must be 0");
+    return SI_OK;
+}
+
 si_result validate(const si_paged_kv& c, const char* op) {
     if (!c.k_pool || !c.v_pool) return fail(SI_ERR_INVALID_ARGUMENT, "%s: cache pools are null", op);
     if (c.num_blocks < 1 || c.block_size < 1 || c.n_kv_heads < 1 || c.head_dim < 1)
@@ -189,6 +201,7 @@ SI_DEFINE_OP(add)
 SI_DEFINE_OP(softmax)
 SI_DEFINE_OP(argmax)
 SI_DEFINE_OP(qmatmul)
+SI_DEFINE_OP(sparse_matmul)
 
 extern "C" SI_API si_result si_kv_write(si_context* ctx, const si_kv_write_params* p) {
     SI_API_BEGIN

@@ -33,6 +33,11 @@ public:
         return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: not available in the %s backend", name());
     }
 
+    // Sparse (pruned) matmul: 2:4 and bitmask formats.
+    virtual si_result sparse_matmul(const si_sparse_matmul_params& p) {
+        return fail(SI_ERR_UNSUPPORTED, "si_sparse_matmul: not available in the %s backend", name());
+    }
+
     // Paged KV cache ops. A backend that lacks them reports SI_ERR_UNSUPPORTED by name.
     virtual si_result kv_write(const si_kv_write_params& p) {
         return fail(SI_ERR_UNSUPPORTED, "si_kv_write: not available in the %s backend", name());

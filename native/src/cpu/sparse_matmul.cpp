@@ -1,0 +1,2 @@
+// native/src/cpu/sparse_matmul.cpp: placeholder, being written.
+#include <sharpinfer/sharpinfer.h>

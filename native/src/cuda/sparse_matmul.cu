@@ -1,0 +1,2 @@
+// sparse_matmul.cu: placeholder, being written.
+#include <sharpinfer/sharpinfer.h>
