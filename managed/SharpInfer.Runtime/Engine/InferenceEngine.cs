@@ -240,6 +240,7 @@ public sealed class InferenceEngine : IDisposable
             else if (request.Sequence.Status == SequenceStatus.Waiting && !_active.ContainsKey(id))
             {
                 _active.Add(id, request);
+                request.Span = new EngineTracing.RequestSpan(id.Value, request.Sequence.PromptLength);
                 if (request.Parameters.MaxTokens == 0) Finish(request, FinishReason.Length);
                 else _scheduler.Add(request.Sequence);
             }
@@ -249,7 +250,8 @@ public sealed class InferenceEngine : IDisposable
     private void RunStep()
     {
         long started = Stopwatch.GetTimestamp();
-        var step = _scheduler.Schedule();
+        ScheduledStep step;
+        using (EngineTracing.Step("schedule")) step = _scheduler.Schedule();
         if (step.IsEmpty)
             throw new InvalidOperationException($"nothing could be scheduled with {_scheduler.Waiting.Count} sequences waiting " +
                                                 $"and {_scheduler.Blocks.FreeBlocks} of {KvBlocks} KV blocks free");
@@ -257,6 +259,7 @@ public sealed class InferenceEngine : IDisposable
         if (_logits.Length < rows * vocab) _logits = new float[Math.Max(rows, 8) * vocab];
         try
         {
+            using var forward = EngineTracing.Step("forward");
             _model.Forward(step.Plan, _logits.AsSpan(0, rows * vocab));
         }
         catch (Exception e)
@@ -271,6 +274,7 @@ public sealed class InferenceEngine : IDisposable
         _stepTimestamp = Stopwatch.GetTimestamp();
         // Sampling is per request and independent, so large vocabularies sample in parallel;
         // everything that touches engine state happens afterwards, in row order.
+        using var sample = EngineTracing.Step("sample");
         _sampleRows.Clear();
         foreach (var chunk in step.Chunks)
             if (chunk.NeedsSample && _active.TryGetValue(chunk.Sequence.Id, out var request))
@@ -331,6 +335,7 @@ public sealed class InferenceEngine : IDisposable
         var s = request.Sequence;
         var usage = new GenerationUsage(s.PromptLength, s.GeneratedCount, s.CachedPromptTokens);
         _completed++;
+        request.Span?.End(reason.ToString(), s.GeneratedCount, s.CachedPromptTokens);
         Release(request);
         request.Output.Writer.TryWrite(new GenerationDelta { Text = tail, FinishReason = reason, Usage = usage, Timestamp = Stopwatch.GetTimestamp() });
         request.Output.Writer.TryComplete();
@@ -339,6 +344,7 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Ends a request with an error (cancellation, a failed step, shutdown).</summary>
     private void End(Request request, Exception error)
     {
+        request.Span?.End(error is OperationCanceledException ? "cancelled" : "error", request.Sequence.GeneratedCount, request.Sequence.CachedPromptTokens);
         Release(request);
         request.Output.Writer.TryComplete(error);
     }
@@ -407,6 +413,8 @@ public sealed class InferenceEngine : IDisposable
         /// <summary>Completes once the engine holds nothing of this request (its blocks are free).</summary>
         public TaskCompletionSource Released { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public long SubmittedAt { get; set; }
+        /// <summary>The request's trace span, from when the engine takes it until it ends.</summary>
+        public EngineTracing.RequestSpan? Span { get; set; }
         public bool HasFirstToken { get; set; }
 
         public void Cancel()

@@ -30,7 +30,9 @@ internal sealed unsafe class MappedFile : IDisposable
         long length;
         try
         {
-            length = new FileInfo(path).Length;
+            // The opened file's length: FileInfo.Length is the link's own size for a symlink.
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            length = stream.Length;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

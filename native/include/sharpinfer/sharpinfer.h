@@ -373,6 +373,24 @@ typedef struct si_qmatmul_params {
 SI_API si_result si_qmatmul(si_context* ctx, const si_qmatmul_params* p);
 
 /* ---------------------------------------------------------------------------------------
+ * Profiler ranges: NVTX ranges that Nsight Systems shows on the timeline next to the ops'
+ * own ranges ("si_<op>/..."), so the managed engine can mark its phases (schedule,
+ * forward, sample) and each request's lifetime. They cost a few nanoseconds when no
+ * profiler is attached. In a build without the NVTX headers they do nothing and
+ * si_trace_available reports 0. The name is copied; it need not outlive the call.
+ * ------------------------------------------------------------------------------------- */
+
+/* Writes 1 if ranges reach NVTX in this build, else 0. */
+SI_API si_result si_trace_available(int32_t* out_available);
+/* A range nested on the calling thread: push ... pop. */
+SI_API si_result si_trace_push(const char* name);
+SI_API si_result si_trace_pop(void);
+/* A range that may start and end on different threads (e.g. a request): start gives an id
+ * for end. out_id is 0 when NVTX is not compiled in; ending 0 does nothing. */
+SI_API si_result si_trace_range_start(const char* name, uint64_t* out_id);
+SI_API si_result si_trace_range_end(uint64_t id);
+
+/* ---------------------------------------------------------------------------------------
  * Sparse (pruned) matmul: y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) where w keeps only
  * its non-zero weights. Two formats, both row-major over the output channels (rows of w):
  *

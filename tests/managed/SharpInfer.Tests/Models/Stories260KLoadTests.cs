@@ -55,6 +55,25 @@ public sealed class Stories260KLoadTests
     }
 
     [SkippableFact]
+    public void OurGguf_LoadsThroughASymbolicLink()
+    {
+        TestModels.RequireStories260K();
+        string dir = Directory.CreateTempSubdirectory("si-link").FullName;
+        try
+        {
+            string link = Path.Combine(dir, "model.gguf");
+            File.CreateSymbolicLink(link, Path.GetFullPath(TestModels.Stories260KGguf));
+            using var m = ModelLoader.Load(link);
+            AssertReadmeConfig(m.Config, expectedContext: 512);
+            Assert.Equal(48, m.TensorNames.Count);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [SkippableFact]
     public void UpstreamGguf_LoadsWithReadmeConfigAndContext2048()
     {
         TestModels.RequireStories260K();
