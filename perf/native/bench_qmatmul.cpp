@@ -167,8 +167,10 @@ const int32_t kShapes[][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};  // {n,
 constexpr int32_t kGroup = 32;
 constexpr size_t kStreamBytes = size_t(256) << 20;  // weights cycled per benchmark
 
-enum Format { kF16 = 0, kW8A16 = 1, kW4A16 = 2, kW8A8 = 3 };
-const char* const kFormatNames[] = {"f16", "W8A16 g32", "W4A16 g32", "W8A8 g32"};
+// B32: int8 activations per 32-k block (llama.cpp's Q8_0 x Q4_0 / Q8_0 scheme).
+enum Format { kF16 = 0, kW8A16 = 1, kW4A16 = 2, kW8A8 = 3, kW8A8B32 = 4, kW4A8B32 = 5 };
+inline bool is_int4(int format) { return format == 2 || format == 5; }
+const char* const kFormatNames[] = {"f16", "W8A16 g32", "W4A16 g32", "W8A8 g32", "W8A8 g32 b32", "W4A8 g32 b32"};
 
 // `copies` copies of one weight matrix in a format, each a contiguous block of `bytes`.
 struct Weights {
@@ -182,9 +184,9 @@ struct Weights {
         if (format == kF16) {
             bytes = size_t(n) * size_t(k) * 2;
         } else {
-            q_bytes = size_t(n) * size_t(format == kW4A16 ? (k + 1) / 2 : k);
+            q_bytes = size_t(n) * size_t(is_int4(format) ? (k + 1) / 2 : k);
             scale_count = size_t(n) * size_t(n_groups);
-            bytes = q_bytes + scale_count * sizeof(float) * (format == kW4A16 ? 2 : 1);
+            bytes = q_bytes + scale_count * sizeof(float) * (is_int4(format) ? 2 : 1);
             bytes = (bytes + 63) / 64 * 64;
         }
         copies = std::max<size_t>(1, (kStreamBytes + bytes - 1) / bytes);
@@ -199,9 +201,9 @@ struct Weights {
         } else {
             for (size_t i = 0; i < q_bytes; ++i) first[i] = uint8_t(next_random(seed));
             float* scales = reinterpret_cast<float*>(first + q_bytes);
-            const float base = (format == kW4A16 ? 1.0f / 15.0f : 1.0f / 127.0f) / std::sqrt(float(k));
+            const float base = (is_int4(format) ? 1.0f / 15.0f : 1.0f / 127.0f) / std::sqrt(float(k));
             for (size_t i = 0; i < scale_count; ++i) scales[i] = base * (1.0f + 0.5f * uniform(seed));
-            if (format == kW4A16)
+            if (is_int4(format))
                 for (size_t i = 0; i < scale_count; ++i) scales[scale_count + i] = -8.0f * scales[i];
         }
         for (size_t c = 1; c < copies; ++c) std::memcpy(data.data() + c * bytes, first, bytes);
@@ -252,7 +254,7 @@ void BM_qmatmul(benchmark::State& state) {
             p.x = x.data();
             p.q = base;
             p.scales = reinterpret_cast<const float*>(base + weights.q_bytes);
-            p.offsets = format == kW4A16 ? p.scales + weights.scale_count : nullptr;
+            p.offsets = is_int4(format) ? p.scales + weights.scale_count : nullptr;
             p.y = y.data();
             p.x_stride = k;
             p.y_stride = n;
@@ -260,8 +262,8 @@ void BM_qmatmul(benchmark::State& state) {
             p.n = n;
             p.k = k;
             p.group_size = kGroup;
-            p.format = format == kW4A16 ? SI_WEIGHT_I4 : SI_WEIGHT_I8;
-            p.activations = format == kW8A8 ? SI_ACTIVATIONS_I8 : SI_ACTIVATIONS_FLOAT;
+            p.format = is_int4(format) ? SI_WEIGHT_I4 : SI_WEIGHT_I8;
+            p.activations = format == kW8A8 ? SI_ACTIVATIONS_I8 : format >= kW8A8B32 ? SI_ACTIVATIONS_I8_BLOCK32 : SI_ACTIVATIONS_FLOAT;
             status = si_qmatmul(ctx, &p);
         }
         if (!check(state, status)) return;
@@ -270,7 +272,7 @@ void BM_qmatmul(benchmark::State& state) {
     }
     const double seconds_per_call = (now_seconds() - start) / double(std::max<int64_t>(calls, 1));
     const double streamed = format == kF16 ? double(weights.bytes)
-                                           : double(weights.q_bytes + size_t(n) * size_t(n_groups) * sizeof(float) * (format == kW4A16 ? 2 : 1));
+                                           : double(weights.q_bytes + size_t(n) * size_t(n_groups) * sizeof(float) * (is_int4(format) ? 2 : 1));
     const double gb = streamed * 1e-9;
     state.counters["GB/s"] = benchmark::Counter(gb, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["bw_fraction"] = benchmark::Counter(gb / bandwidth, benchmark::Counter::kIsIterationInvariantRate);
@@ -288,7 +290,7 @@ void qmatmul_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"format", "m", "shape"});
     for (int m : {1, 4, 16, 64})
         for (int shape : {0, 1, 2})
-            for (int format : {kF16, kW8A16, kW4A16, kW8A8}) b->Args({format, m, shape});
+            for (int format : {kF16, kW8A16, kW4A16, kW8A8, kW8A8B32, kW4A8B32}) b->Args({format, m, shape});
 }
 BENCHMARK(BM_qmatmul)->Apply(qmatmul_args)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.3);
 

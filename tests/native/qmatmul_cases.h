@@ -4,7 +4,8 @@
 //
 // Two kinds of data:
 //  - Exact: small integers everywhere (x in [-3, 3]; for W8A8 x = v * 2^-e with |v| <= 4 and
-//    one +-127 * 2^-e per row, so the row's scale is exactly 2^-e and q = v), power-of-two
+//    one +-127 * 2^-e per row, so the row's scale is exactly 2^-e and q = v; block-wise
+//    activations likewise per 32-k block), power-of-two
 //    scales, offsets = small integer * scale, integer bias. Every product and partial sum is
 //    an exact f32, so any summation order gives the same bits: backends must equal ref bit
 //    for bit (integer GEMMs on small-integer inputs match exactly).
@@ -40,6 +41,7 @@ struct Case {
 
     std::string mode() const {
         if (activations == SI_ACTIVATIONS_I8) return "W8A8";
+        if (activations == SI_ACTIVATIONS_I8_BLOCK32) return format == SI_WEIGHT_I8 ? "W8A8B32" : "W4A8B32";
         return format == SI_WEIGHT_I8 ? "W8A16" : "W4A16";
     }
     std::string name() const {
@@ -72,11 +74,20 @@ inline std::vector<Case> grid() {
     const struct {
         si_weight_format format;
         si_activation_mode activations;
-    } modes[] = {{SI_WEIGHT_I8, SI_ACTIVATIONS_FLOAT}, {SI_WEIGHT_I4, SI_ACTIVATIONS_FLOAT}, {SI_WEIGHT_I8, SI_ACTIVATIONS_I8}};
+    } modes[] = {{SI_WEIGHT_I8, SI_ACTIVATIONS_FLOAT},
+                 {SI_WEIGHT_I4, SI_ACTIVATIONS_FLOAT},
+                 {SI_WEIGHT_I8, SI_ACTIVATIONS_I8},
+                 {SI_WEIGHT_I8, SI_ACTIVATIONS_I8_BLOCK32},
+                 {SI_WEIGHT_I4, SI_ACTIVATIONS_I8_BLOCK32}};
     std::vector<Case> cases;
     int index = 0;
     for (const auto& mode : modes) {
+        // Block-wise activations take group sizes that never split a 32-k block.
+        auto fits = [&](const Shape& s) {
+            return mode.activations != SI_ACTIVATIONS_I8_BLOCK32 || s.group_size % 32 == 0 || s.group_size >= s.k;
+        };
         for (const Shape& s : exact_shapes()) {
+            if (!fits(s)) continue;
             for (int32_t m : {1, 3, 16, 17, 64, 129}) {
                 ++index;
                 // Strides and bias vary over the grid so each shape sees both.
@@ -85,7 +96,8 @@ inline std::vector<Case> grid() {
             }
         }
         for (const Shape& s : {Shape{37, 172, 32}, Shape{40, 257, 64}, Shape{33, 1000, 32}, Shape{17, 1000, 1000},
-                               Shape{35, 64, 16}, Shape{64, 512, 128}, Shape{20, 100, 24}}) {
+                               Shape{35, 64, 16}, Shape{64, 512, 128}, Shape{20, 100, 24}, Shape{29, 2048, 256}}) {
+            if (!fits(s)) continue;
             for (int32_t m : {1, 17, 64}) {
                 ++index;
                 cases.push_back(Case{m, s.n, s.k, s.group_size, mode.format, mode.activations, index % 2 ? 1 : 0,
@@ -150,7 +162,20 @@ struct Problem {
         x.assign(size_t(c.m) * size_t(x_stride) + kGuard, nan);
         for (int32_t r = 0; r < c.m; ++r) {
             float* row = x.data() + size_t(r) * size_t(x_stride);
-            if (c.activations == SI_ACTIVATIONS_I8 && exact) {
+            if (c.activations == SI_ACTIVATIONS_I8_BLOCK32 && exact) {
+                // Every 32-k block has max |x| = 127 * 2^-e exactly (so its scale is 2^-e and
+                // q = v); row 1 is all zeros and row 2's second block too (scale 0).
+                const float unit = std::ldexp(1.0f, -(r % 4));
+                for (int32_t i = 0; i < c.k; ++i) row[i] = r == 1 ? 0.0f : float(rng.range(-4, 4)) * unit;
+                for (int32_t begin = 0, b = 0; begin < c.k && r != 1; begin += 32, ++b) {
+                    const int32_t len = std::min(32, c.k - begin);
+                    if (r == 2 && b == 1) {
+                        for (int32_t i = begin; i < begin + len; ++i) row[i] = 0.0f;
+                        continue;
+                    }
+                    row[begin + (r * 7 + b * 5) % len] = ((r + b) % 2 ? -127.0f : 127.0f) * unit;
+                }
+            } else if (c.activations == SI_ACTIVATIONS_I8 && exact) {
                 // Row 1 is all zeros (scale 0); the others have max |x| = 127 * 2^-e exactly.
                 const float unit = std::ldexp(1.0f, -(r % 4));
                 for (int32_t i = 0; i < c.k; ++i) row[i] = r == 1 ? 0.0f : float(rng.range(-4, 4)) * unit;

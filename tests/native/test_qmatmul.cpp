@@ -43,8 +43,9 @@ INSTANTIATE_TEST_SUITE_P(qmatmul, QmatmulGrid, testing::ValuesIn(grid()),
 using InvarianceParam = std::tuple<std::string, int>;  // isa, mode index
 
 Case invariance_case(int mode, int32_t n, int32_t k, int32_t group_size) {
-    const si_weight_format format = mode == 1 ? SI_WEIGHT_I4 : SI_WEIGHT_I8;
-    const si_activation_mode activations = mode == 2 ? SI_ACTIVATIONS_I8 : SI_ACTIVATIONS_FLOAT;
+    // 0 W8A16, 1 W4A16, 2 W8A8, 3 W8A8 block-wise, 4 W4A8 block-wise.
+    const si_weight_format format = mode == 1 || mode == 4 ? SI_WEIGHT_I4 : SI_WEIGHT_I8;
+    const si_activation_mode activations = mode == 2 ? SI_ACTIVATIONS_I8 : mode >= 3 ? SI_ACTIVATIONS_I8_BLOCK32 : SI_ACTIVATIONS_FLOAT;
     return Case{17, n, k, group_size, format, activations, 3, 0, true, Data::Random};
 }
 
@@ -62,7 +63,7 @@ std::vector<float> run_rows(si_context* context, const Problem& problem, int32_t
 bool same_bits(const float* a, const float* b, size_t count) { return std::memcmp(a, b, count * sizeof(float)) == 0; }
 
 std::string invariance_name(const testing::TestParamInfo<InvarianceParam>& info) {
-    const char* const modes[] = {"W8A16", "W4A16", "W8A8"};
+    const char* const modes[] = {"W8A16", "W4A16", "W8A8", "W8A8B32", "W4A8B32"};
     return std::get<0>(info.param) + "_" + modes[std::get<1>(info.param)];
 }
 
@@ -73,6 +74,7 @@ TEST_P(QmatmulBatchInvariance, RowsMatchAcrossBatchSizesAndThreads) {
     // n spans several pool chunks; k has ragged groups and vector tails; group sizes take the
     // small-group, large-group, per-channel and generic paths.
     for (const Shape& s : {Shape{97, 1000, 32}, Shape{200, 300, 16}, Shape{64, 300, 128}, Shape{50, 300, 300}, Shape{40, 300, 24}}) {
+        if (mode >= 3 && s.group_size % 32 != 0 && s.group_size < s.k) continue;  // would split a block
         const Problem problem(invariance_case(mode, s.n, s.k, s.group_size));
         const size_t n = size_t(s.n);
         ContextPtr two = make_cpu_context(isa, 2);
@@ -95,7 +97,7 @@ TEST_P(QmatmulBatchInvariance, RowsMatchAcrossBatchSizesAndThreads) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(qmatmul_isa, QmatmulBatchInvariance, testing::Combine(testing::ValuesIn(available_isas()), testing::Values(0, 1, 2)),
+INSTANTIATE_TEST_SUITE_P(qmatmul_isa, QmatmulBatchInvariance, testing::Combine(testing::ValuesIn(available_isas()), testing::Values(0, 1, 2, 3, 4)),
                          invariance_name);
 
 // ---- the entry point -------------------------------------------------------------------------
@@ -118,6 +120,13 @@ TEST(qmatmul_entry, EmptyBatchWritesNothingAndW4A8IsUnsupported) {
         p.activations = SI_ACTIVATIONS_FLOAT;
         p.offsets = nullptr;  // int4 needs offsets
         EXPECT_EQ(si_qmatmul(context, &p), SI_ERR_INVALID_ARGUMENT);
+        p.offsets = problem.offsets.data();
+        p.activations = SI_ACTIVATIONS_I8_BLOCK32;
+        p.group_size = 16;  // block-wise activations: a group may not split a 32-k block
+        EXPECT_EQ(si_qmatmul(context, &p), SI_ERR_INVALID_ARGUMENT);
+        EXPECT_NE(last_error_text().find("multiple of 32"), std::string::npos) << last_error_text();
+        p.group_size = 64;  // per channel (>= k) is fine
+        EXPECT_EQ(si_qmatmul(context, &p), SI_OK) << last_error_text();
     }
 }
 

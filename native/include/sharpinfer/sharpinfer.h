@@ -349,9 +349,17 @@ enum {
 typedef int32_t si_activation_mode;
 enum {
     SI_ACTIVATIONS_FLOAT = 0, /* W8A16 / W4A16: x stays floating point */
-    SI_ACTIVATIONS_I8 = 1     /* W8A8: each row of x quantized to int8 on the fly (symmetric,
+    SI_ACTIVATIONS_I8 = 1,    /* W8A8: each row of x quantized to int8 on the fly (symmetric,
                                  scale = max|x|/127), integer dot products per group;
                                  SI_WEIGHT_I8 only */
+    /* W8A8 / W4A8 with block-wise activations, as llama.cpp computes Q8_0/Q4_0 on CPUs: each
+     * block of 32 consecutive k of a row of x is quantized to int8 with its own scale
+     * (max|x| / 127 over the block); per block b, with its integer dot product d_b =
+     * sum q_x * q_w and (int4) q_x sum t_b = sum q_x:
+     *   y = sum_b scale_x[b] * (d_b * scale[g(b)] + t_b * offset[g(b)])   (+ bias)
+     * where the offset term is int4 only. SI_WEIGHT_I8 and SI_WEIGHT_I4; group_size must be a
+     * multiple of 32 or >= k (a group never splits a block). */
+    SI_ACTIVATIONS_I8_BLOCK32 = 2
 };
 
 typedef struct si_qmatmul_params {

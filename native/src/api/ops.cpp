@@ -93,10 +93,13 @@ si_result validate(const si_qmatmul_params& p) {
     if (!p.x || !p.q || !p.scales || !p.y) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: null pointer");
     if (p.format != SI_WEIGHT_I8 && p.format != SI_WEIGHT_I4) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown weight format %d", p.format);
     if (p.format == SI_WEIGHT_I4 && !p.offsets) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: int4 weights need offsets");
-    if (p.activations != SI_ACTIVATIONS_FLOAT && p.activations != SI_ACTIVATIONS_I8) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown activation mode %d", p.activations);
+    if (p.activations != SI_ACTIVATIONS_FLOAT && p.activations != SI_ACTIVATIONS_I8 && p.activations != SI_ACTIVATIONS_I8_BLOCK32)
+        return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown activation mode %d", p.activations);
     if (p.activations == SI_ACTIVATIONS_I8 && p.format != SI_WEIGHT_I8) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: int8 activations need int8 weights (W8A8)");
     if (p.m < 0 || p.n < 1 || p.k < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: bad shape m=%d n=%d k=%d", p.m, p.n, p.k);
     if (p.group_size < 1) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: group_size %d < 1", p.group_size);
+    if (p.activations == SI_ACTIVATIONS_I8_BLOCK32 && p.group_size % 32 != 0 && p.group_size < p.k)
+        return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: block-wise int8 activations need a group size that is a multiple of 32 or >= k (got %d for k %d)", p.group_size, p.k);
     if (p.x_stride < p.k || p.y_stride < p.n) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: row stride too small");
     return SI_OK;
 }

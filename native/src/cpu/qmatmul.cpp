@@ -21,6 +21,13 @@
 //    sizes 16/32), so no horizontal sum happens before the end of the row; the row's x scale
 //    multiplies the reduced sum. The VNNI kernel walks one channel at a time (several rows):
 //    one sequential weight stream per thread, which the prefetchers serve best.
+//  - block-wise int8 activations (SI_ACTIVATIONS_I8_BLOCK32, llama.cpp's Q8_0 x Q4_0/Q8_0
+//    scheme): each 32-k block of x is quantized with its own scale. AVX-512 VNNI kernels take
+//    64 k (two blocks) per vpdpbusd: int4 nibbles are the unsigned operand as they are (x in
+//    a split order per block pair: even k of both blocks, then odd k), int8 weights pair with
+//    x stored as q + 128 like W8A8. Each int32 lane belongs to one block, so lanes convert to
+//    f32 and FMA with scale_w * scale_x of their block (one vpermps from 16 blocks' products);
+//    the int4 offset term is one FMA per 16 blocks (offset x (scale_x * sum q_x)).
 // Group sizes with a vector path: W8A16: multiples of 16 (AVX-512) / 8 (AVX2); W4A16: 16 and
 // multiples of 32 (AVX-512) / multiples of 16 (AVX2); W8A8: 16, 32 and multiples of 64
 // (AVX-512 VNNI) / 16 and multiples of 32 (AVX2); and any group size >= k (per channel). Other group sizes (and the scalar ISA level) take
@@ -75,11 +82,26 @@ struct Job {
     int64_t xq_stride;
     int32_t xq_offset;       // 128 for the VNNI kernels (u8 operand), else 0 (s8)
     const float* x_scale;    // W8A8: [m]
+    // Block-wise int8 activations: x quantized per 32-k block. xb rows hold int8 q (+ xq_offset)
+    // in k order, or for the int4 vector kernel in split order per pair of blocks; xb_scale and
+    // xb_sum ([m, nb_stride], zero past the last block) hold scale_x and scale_x * sum q.
+    const uint8_t* xb;
+    int64_t xb_stride;
+    const float* xb_scale;
+    const float* xb_sum;
+    int64_t nb_stride;
+    bool xb_split;
 };
+
+constexpr int64_t kActBlock = 32;  // k per block of block-wise int8 activations
 
 inline const uint8_t* weight_row(const Job& job, int64_t channel) {
     return static_cast<const uint8_t*>(job.p->q) + channel * job.row_bytes;
 }
+
+// Rows [r0, r1) x channels [c0, c1) with block-wise int8 activations, straight from the
+// definition (x prepared in k order).
+void block_generic_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 
 inline float finish(const Job& job, int64_t row, int64_t channel, float dot) {
     if (job.p->activations == SI_ACTIVATIONS_I8) dot *= job.x_scale[row];
@@ -107,6 +129,7 @@ inline int32_t nibble(const uint8_t* row, int64_t i) {
 // in f32 (int32 group dot products for W8A8).
 void block_generic(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     const si_qmatmul_params& p = *job.p;
+    if (p.activations == SI_ACTIVATIONS_I8_BLOCK32) return block_generic_b32(job, r0, r1, c0, c1);
     const int64_t k = p.k, gs = p.group_size;
     for (int64_t c = c0; c < c1; ++c) {
         const uint8_t* w = weight_row(job, c);
@@ -134,6 +157,33 @@ void block_generic(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c
                         for (int64_t i = begin; i < end; ++i) acc = std::fma(x[i], std::fma(float(nibble(w, i)), s, o), acc);
                     }
                 }
+            }
+            store(job, r, c, acc);
+        }
+    }
+}
+
+void block_generic_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size;
+    for (int64_t c = c0; c < c1; ++c) {
+        const uint8_t* w = weight_row(job, c);
+        const float* scales = p.scales + c * job.n_groups;
+        const float* offsets = p.offsets ? p.offsets + c * job.n_groups : nullptr;
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* xq = job.xb + r * job.xb_stride;
+            const float* sx = job.xb_scale + r * job.nb_stride;
+            const float* tx = job.xb_sum + r * job.nb_stride;
+            float acc = 0.0f;
+            for (int64_t b = 0, begin = 0; begin < k; ++b, begin += kActBlock) {
+                const int64_t end = std::min(begin + kActBlock, k), g = begin / gs;
+                int32_t dot = 0;
+                for (int64_t i = begin; i < end; ++i) {
+                    const int32_t qx = int8_t(uint8_t(xq[i] - job.xq_offset));
+                    dot += qx * (p.format == SI_WEIGHT_I8 ? int32_t(int8_t(w[i])) : nibble(w, i));
+                }
+                acc = std::fma(float(dot), scales[g] * sx[b], acc);
+                if (offsets) acc = std::fma(offsets[g], tx[b], acc);
             }
             store(job, r, c, acc);
         }
@@ -634,6 +684,117 @@ SI_TARGET_AVX512_VNNI void i8i8_vnni_block(const Job& job, int64_t r0, int64_t c
         for (int j = 0; j < J; ++j) store(job, r0 + r, c0 + j, _mm512_reduce_add_ps(acc[r][j]));
 }
 
+// Block-wise int8 activations, one channel and R rows, 64 k (two blocks) per step. Group
+// sizes: a power of two >= 32, or one group per row (>= k). The scale of block b is
+// scales[b >> shift] (shift = log2(gs / 32); capped so 16 blocks never span past one group
+// when gs >= 512), or scales[0] for one group.
+template <int R, bool kInt4>
+SI_TARGET_AVX512_VNNI void b32_vnni(const Job& job, int64_t r0, int64_t c) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k, gs = p.group_size, n_groups = job.n_groups;
+    const uint8_t* w = weight_row(job, c);
+    const float* scales = p.scales + c * n_groups;
+    const float* offsets = kInt4 ? p.offsets + c * n_groups : nullptr;
+    const bool single = gs >= k;
+    const int shift = single ? 0 : __builtin_ctzll(uint64_t(gs / kActBlock));
+    const uint8_t* x[R];
+    const float* sx[R];
+    const float* tx[R];
+    __m512 acc[R], acc_offset[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+        x[r] = job.xb + (r0 + r) * job.xb_stride;
+        sx[r] = job.xb_scale + (r0 + r) * job.nb_stride;
+        tx[r] = job.xb_sum + (r0 + r) * job.nb_stride;
+        acc[r] = _mm512_setzero_ps();
+        acc_offset[r] = _mm512_setzero_ps();
+    }
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    // Lane l of a step's int32 result belongs to block pair_base + half(l): int4 (split order):
+    // lanes 0-3 and 8-11 the first block, 4-7 and 12-15 the second; int8 (k order): 0-7, 8-15.
+    const __m512i half = kInt4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
+                               : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i u128 = _mm512_set1_epi8(char(0x80));
+    const int64_t row_bytes = job.row_bytes;
+    // The weight rows, scales and offsets of the channel after next: three streams the
+    // hardware prefetchers follow less well than one.
+    if (c + 2 < p.n) {
+        const int64_t ahead = c + 2;
+        prefetch_range(weight_row(job, ahead), 0, row_bytes);
+        prefetch_range(reinterpret_cast<const uint8_t*>(p.scales + ahead * n_groups), 0, n_groups * int64_t(sizeof(float)));
+        if constexpr (kInt4) prefetch_range(reinterpret_cast<const uint8_t*>(p.offsets + ahead * n_groups), 0, n_groups * int64_t(sizeof(float)));
+    }
+    for (int64_t i0 = 0; i0 < k; i0 += 16 * kActBlock) {
+        const int64_t b0 = i0 / kActBlock;
+        // The 16 blocks' weight scales (and int4 offsets), lane = block.
+        __m512 sw, ow = _mm512_setzero_ps();
+        if (single || shift >= 4) {
+            const int64_t g = single ? 0 : b0 >> shift;
+            sw = _mm512_set1_ps(scales[g]);
+            if constexpr (kInt4) ow = _mm512_set1_ps(offsets[g]);
+        } else {
+            const int64_t g0 = b0 >> shift;
+            const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16 >> shift, n_groups - g0));
+            const __m512i idx = _mm512_srli_epi32(lane, unsigned(shift));
+            sw = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, scales + g0));
+            if constexpr (kInt4) ow = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, offsets + g0));
+        }
+        __m512 f[R];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+            // xb_scale / xb_sum are zero-padded to nb_stride (a multiple of 16).
+            f[r] = _mm512_mul_ps(sw, _mm512_loadu_ps(sx[r] + b0));
+            if constexpr (kInt4) acc_offset[r] = _mm512_fmadd_ps(ow, _mm512_loadu_ps(tx[r] + b0), acc_offset[r]);
+        }
+        const int64_t i_end = std::min(k, i0 + 16 * kActBlock);
+        for (int64_t i = i0, pair = 0; i < i_end; i += 2 * kActBlock, ++pair) {
+            __m512i wv, correction = _mm512_setzero_si512();
+            if constexpr (kInt4) {
+                const int64_t at = i / 2;
+                const __m256i v = at + 32 <= row_bytes ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + at))
+                                                       : _mm256_maskz_loadu_epi8(__mmask32(tail_mask64(row_bytes - at)), w + at);
+                const __m256i lo = _mm256_and_si256(v, _mm512_castsi512_si256(low4));
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm512_castsi512_si256(low4));
+                wv = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            } else {
+                wv = i + 64 <= k ? _mm512_loadu_si512(w + i) : _mm512_maskz_loadu_epi8(tail_mask64(k - i), w + i);
+                // -(128 * sum of each lane's 4 weights): turns sum (q + 128) * w into sum q * w.
+                correction = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
+            }
+            const __m512i idx = _mm512_add_epi32(half, _mm512_set1_epi32(int32_t(2 * pair)));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) {
+                const __m512i xv = _mm512_loadu_si512(x[r] + i);
+                const __m512i dot = kInt4 ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv) : _mm512_dpbusd_epi32(correction, xv, wv);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, f[r]), acc[r]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+        float dot = _mm512_reduce_add_ps(acc[r]);
+        if constexpr (kInt4) dot += _mm512_reduce_add_ps(acc_offset[r]);
+        store(job, r0 + r, c, dot);
+    }
+}
+
+// Channel by channel (one weight stream per thread, what the prefetchers serve best), rows
+// in blocks of 4.
+template <bool kInt4>
+void tile_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) b32_vnni<4, kInt4>(job, r, c);
+        switch (r1 - r) {
+            case 3: b32_vnni<3, kInt4>(job, r, c); break;
+            case 2: b32_vnni<2, kInt4>(job, r, c); break;
+            case 1: b32_vnni<1, kInt4>(job, r, c); break;
+            default: break;
+        }
+    }
+}
+
 // ---- activation preparation ------------------------------------------------------------------
 
 // x rows [r0, r1) -> split order (per chunk of 32 k: the 16 even k, then the 16 odd), zero past k.
@@ -728,6 +889,43 @@ SI_TARGET_AVX512 void quantize_rows_avx512(const Job& job, int64_t r0, int64_t r
     }
 }
 
+// Block-wise quantization of x rows (same rule as the ref: common/kv_quant.h per 32-k block).
+// Writes q (+ xq_offset) in k order, or in split order per block pair for the int4 kernel,
+// zero (q = 0) up to xb_stride, and each block's scale_x and scale_x * sum q.
+void quantize_blocks_scalar(const Job& job, int64_t r0, int64_t r1) {
+    const si_qmatmul_params& p = *job.p;
+    const int64_t k = p.k;
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = p.x + r * p.x_stride;
+        uint8_t* out = const_cast<uint8_t*>(job.xb) + r * job.xb_stride;
+        float* sx = const_cast<float*>(job.xb_scale) + r * job.nb_stride;
+        float* tx = const_cast<float*>(job.xb_sum) + r * job.nb_stride;
+        std::memset(out, job.xq_offset, size_t(job.xb_stride));
+        std::fill(sx, sx + job.nb_stride, 0.0f);
+        std::fill(tx, tx + job.nb_stride, 0.0f);
+        for (int64_t b = 0, begin = 0; begin < k; ++b, begin += kActBlock) {
+            const int64_t end = std::min(begin + kActBlock, k);
+            float max_abs = 0.0f;
+            for (int64_t i = begin; i < end; ++i) max_abs = std::fmax(max_abs, std::fabs(x[i]));
+            const float scale = int8_kv_scale(max_abs);
+            int32_t sum = 0;
+            for (int64_t i = begin; i < end; ++i) {
+                const int8_t q = quantize_int8_kv(x[i], scale);
+                sum += q;
+                int64_t at = i;
+                if (job.xb_split) {
+                    // Pair base, then [even k of block 0 | of block 1 | odd k of block 0 | of block 1].
+                    const int64_t pair_base = i / 64 * 64, in_block = i % kActBlock, second = (i / kActBlock) % 2;
+                    at = pair_base + (in_block % 2) * 32 + second * 16 + in_block / 2;
+                }
+                out[at] = uint8_t(q + job.xq_offset);
+            }
+            sx[b] = scale;
+            tx[b] = scale * float(sum);
+        }
+    }
+}
+
 // ---- blocking and dispatch -------------------------------------------------------------------
 
 // One kernel family: run<R, J> computes rows [r0, r0 + R) x channels [c0, c0 + J). kJ1: the
@@ -808,6 +1006,12 @@ TileFn choose_tile(Isa isa, const si_qmatmul_params& p) {
     const bool single = gs >= p.k;
     if (isa == Isa::Scalar) return block_generic;
     const bool avx512 = isa == Isa::Avx512;
+    if (p.activations == SI_ACTIVATIONS_I8_BLOCK32) {
+        const bool power_of_two = gs >= kActBlock && (gs & (gs - 1)) == 0;
+        if (avx512 && has_avx512_vnni() && (single || power_of_two))
+            return p.format == SI_WEIGHT_I4 ? tile_b32<true> : tile_b32<false>;
+        return block_generic;
+    }
     if (p.activations == SI_ACTIVATIONS_I8) {
         if (avx512 && has_avx512_vnni()) {
             if (single || gs % 64 == 0) return tile_vnni<false>;
@@ -855,7 +1059,20 @@ si_result qmatmul(const Env& env, const si_qmatmul_params& p) {
 
     // Prepare the activations once per call, split over rows.
     PrepareFn prepare = nullptr;
-    if (p.activations == SI_ACTIVATIONS_I8) {
+    if (p.activations == SI_ACTIVATIONS_I8_BLOCK32) {
+        const int64_t n_blocks = (int64_t(p.k) + kActBlock - 1) / kActBlock;
+        job.xb_stride = (int64_t(p.k) + 63) / 64 * 64;
+        job.nb_stride = (n_blocks + 15) / 16 * 16 + 16;  // + 16: the kernels load 16 blocks at a time
+        job.xb_split = vector && p.format == SI_WEIGHT_I4;
+        job.xq_offset = vector && p.format == SI_WEIGHT_I8 ? 128 : 0;
+        const size_t xb_bytes = size_t(p.m) * size_t(job.xb_stride);
+        const size_t floats = size_t(p.m) * size_t(job.nb_stride);
+        uint8_t* buffer = scratch(xb_bytes + 2 * floats * sizeof(float));
+        job.xb = buffer;
+        job.xb_scale = reinterpret_cast<const float*>(buffer + xb_bytes);  // xb_bytes is a multiple of 64
+        job.xb_sum = job.xb_scale + floats;
+        prepare = quantize_blocks_scalar;
+    } else if (p.activations == SI_ACTIVATIONS_I8) {
         job.xq_stride = (int64_t(p.k) + 63) / 64 * 64;
         job.xq_offset = vector && isa == Isa::Avx512 && has_avx512_vnni() ? 128 : 0;
         const size_t xq_bytes = size_t(p.m) * size_t(job.xq_stride);

@@ -65,11 +65,25 @@ si_result launch_gemv_w8a8(const si_qmatmul_params& p, const QLayout& layout, cu
     });
 }
 
+si_result launch_b32(const si_qmatmul_params& p, const QLayout& layout, cudaStream_t stream) {
+    const size_t shared = b32_shared_bytes(p.k);
+    if (shared > 48 * 1024)
+        return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: cuda block-wise int8 activations support k up to %d, got %d", 48 * 1024 * kB32Block / (kB32Block + 8), p.k);
+    if (p.m > 65535) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: cuda block-wise int8 activations support m up to 65535, got %d", p.m);
+    const dim3 grid(unsigned((int64_t(p.n) + kQGemvWarps * kB32Channels - 1) / (kQGemvWarps * kB32Channels)), unsigned(p.m));
+    NvtxRange range("si_qmatmul/block32");
+    return dispatch_weight_format(p.format, [&](auto format) {
+        qmatmul_b32_kernel<decltype(format)><<<grid, kQGemvThreads, shared, stream>>>(p, layout);
+        return check_launch("si_qmatmul");
+    });
+}
+
 }  // namespace
 
 si_result launch_qmatmul(const si_qmatmul_params& p, cudaStream_t stream) {
     if (p.m == 0) return SI_OK;
     const QLayout layout = make_layout(p);
+    if (p.activations == SI_ACTIVATIONS_I8_BLOCK32) return launch_b32(p, layout, stream);
     const bool gemv = p.m <= kQGemvMaxRows;
     const bool w8a8 = p.activations == SI_ACTIVATIONS_I8;
     if (gemv) {

@@ -483,4 +483,65 @@ qmatmul_tiled_w8a8_kernel(const si_qmatmul_params p, const QLayout layout) {
     }
 }
 
+// ---- block-wise int8 activations (SI_ACTIVATIONS_I8_BLOCK32) --------------------------------
+// grid (ceil(n / (kQGemvWarps * kB32Channels)), m), kQGemvThreads threads, dynamic shared
+// memory b32_shared_bytes(k). The block quantizes its row of x per 32-k block into shared memory
+// (the int8 KV-cache rule, common/kv_quant.h, as ref and cpu do), then each warp takes
+// kB32Channels channels: lane l handles blocks l, l + 32, ..., adding scale_x[b] * (d_b *
+// scale[g] (+ t_b * offset[g])) in f32 (t_b = sum of the block's q_x), and the warp reduces. A correct, simple path: the
+// runner does not use the cuda backend for these models yet.
+constexpr int kB32Channels = 4;
+constexpr int kB32Block = 32;
+inline size_t b32_shared_bytes(int32_t k) {
+    const size_t blocks = (size_t(k) + kB32Block - 1) / kB32Block;
+    return blocks * kB32Block + blocks * (sizeof(float) + sizeof(int32_t));
+}
+
+template <typename W>
+__global__ void __launch_bounds__(kQGemvThreads)
+qmatmul_b32_kernel(si_qmatmul_params p, QLayout layout) {
+    extern __shared__ __align__(16) unsigned char b32_shared[];
+    const int32_t k = p.k, n_blocks = (k + kB32Block - 1) / kB32Block;
+    int8_t* qx = reinterpret_cast<int8_t*>(b32_shared);
+    float* sx = reinterpret_cast<float*>(b32_shared + size_t(n_blocks) * kB32Block);
+    int32_t* tq = reinterpret_cast<int32_t*>(sx + n_blocks);
+    const int64_t row = blockIdx.y;
+    const float* x = p.x + row * p.x_stride;
+    for (int32_t b = threadIdx.x; b < n_blocks; b += blockDim.x) {
+        const int32_t begin = b * kB32Block, end = min(begin + kB32Block, k);
+        float max_abs = 0.0f;
+        for (int32_t i = begin; i < end; ++i) max_abs = fmaxf(max_abs, fabsf(x[i]));
+        const float scale = int8_kv_scale(max_abs);
+        int32_t sum = 0;
+        for (int32_t i = begin; i < end; ++i) {
+            const int8_t q = quantize_int8_kv(x[i], scale);
+            qx[i] = q;
+            sum += q;
+        }
+        sx[b] = scale;
+        tq[b] = sum;
+    }
+    __syncthreads();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t first = (int64_t(blockIdx.x) * kQGemvWarps + warp) * kB32Channels;
+    for (int j = 0; j < kB32Channels; ++j) {
+        const int64_t c = first + j;
+        if (c >= p.n) break;
+        const uint8_t* w = static_cast<const uint8_t*>(p.q) + c * layout.row_bytes;
+        const float* scales = p.scales + c * layout.n_groups;
+        float acc = 0.0f;
+        for (int32_t b = lane; b < n_blocks; b += 32) {
+            const int32_t begin = b * kB32Block, end = min(begin + kB32Block, k);
+            int32_t dot = 0;
+            for (int32_t i = begin; i < end; ++i) dot += int32_t(qx[i]) * W::value(w, i);
+            const int32_t g = begin / p.group_size;
+            float block = float(dot) * scales[g];
+            if constexpr (W::kOffsets) block = fmaf(float(tq[b]), p.offsets[c * layout.n_groups + g], block);
+            acc = fmaf(sx[b], block, acc);
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) p.y[row * p.y_stride + c] = p.bias ? acc + p.bias[c] : acc;
+    }
+}
+
 }  // namespace si::cuda
