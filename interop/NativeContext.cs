@@ -79,5 +79,8 @@ public sealed unsafe class NativeContext : IDisposable
     /// <summary>y = x * dequant(q)^T (+ bias): int8 / int4 grouped weights, optionally int8 activations.</summary>
     public void QMatmul(in SiQmatmulParams p) { fixed (SiQmatmulParams* pp = &p) NativeStatus.Check(NativeMethods.si_qmatmul(_handle, pp)); }
 
+    /// <summary>y = x * w^T (+ bias) for a pruned w kept as 2:4 (values + uint16 metadata) or bitmask (masks + values + row offsets).</summary>
+    public void SparseMatmul(in SiSparseMatmulParams p) { fixed (SiSparseMatmulParams* pp = &p) NativeStatus.Check(NativeMethods.si_sparse_matmul(_handle, pp)); }
+
     public void Dispose() => _handle?.Dispose();
 }

@@ -36,4 +36,5 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(LibraryName)] internal static partial SiStatus si_paged_attention_workspace_size(SafeContextHandle ctx, SiPagedAttentionParams* p, long* outBytes);
     [LibraryImport(LibraryName)] internal static partial SiStatus si_paged_attention(SafeContextHandle ctx, SiPagedAttentionParams* p);
     [LibraryImport(LibraryName)] internal static partial SiStatus si_qmatmul(SafeContextHandle ctx, SiQmatmulParams* p);
+    [LibraryImport(LibraryName)] internal static partial SiStatus si_sparse_matmul(SafeContextHandle ctx, SiSparseMatmulParams* p);
 }

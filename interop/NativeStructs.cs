@@ -227,6 +227,8 @@ public enum SiActivationMode : int
     Float = 0,
     /// <summary>W8A8: each row of x quantized to int8 on the fly (I8 weights only).</summary>
     I8 = 1,
+    /// <summary>W8A8 / W4A8: x quantized to int8 per 32-k block (llama.cpp's Q8_0 activations).</summary>
+    I8Block32 = 2,
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -246,4 +248,38 @@ public unsafe struct SiQmatmulParams
     public int GroupSize;    // >= 1; K for one group per row
     public SiWeightFormat Format;
     public SiActivationMode Activations;
+}
+
+/// <summary>Layouts of a pruned weight for si_sparse_matmul (si_sparse_format).</summary>
+public enum SiSparseFormat : int
+{
+    /// <summary>
+    /// Semi-structured 2:4: at most 2 non-zeros in every 4 consecutive k of a row. With kp = k rounded up to 16:
+    /// values [n, kp/2], index uint16 [n, kp/16] (4 bits per group: first position in bits 0-1, second in 2-3).
+    /// </summary>
+    TwoFour = 0,
+    /// <summary>
+    /// Unstructured: index uint64 [n, ceil(k/64)] (bit j of word w keeps k = 64w + j), values of row r at
+    /// [row_offsets[r], row_offsets[r+1]) in k order, row_offsets int64 [n + 1].
+    /// </summary>
+    Bitmask = 1,
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SiSparseMatmulParams
+{
+    public float* X;          // [m, k], row stride XStride
+    public void* Values;      // kept weights in ValuesDType (layout: see Format)
+    public void* Index;       // 2:4: ushort [n, kp/16]; bitmask: ulong [n, ceil(k/64)]
+    public long* RowOffsets;  // bitmask: [n + 1]; 2:4: null
+    public float* Bias;       // [n] or null
+    public float* Y;          // [m, n], row stride YStride; must not alias X
+    public long XStride;
+    public long YStride;
+    public int M;
+    public int N;
+    public int K;
+    public SiDType ValuesDType;  // F32, F16, BF16
+    public SiSparseFormat Format;
+    public int Reserved;         // must be 0
 }

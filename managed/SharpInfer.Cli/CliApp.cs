@@ -15,12 +15,13 @@ public static class CliApp
         var root = new RootCommand(
             "SharpInfer: LLM inference for .NET on hand-written CPU and CUDA kernels.\n" +
             "Models: GGUF files (F32/F16/BF16, Q8_0/Q4_0/Q4_1/Q4_K/Q6_K) or Hugging Face folders (config.json + safetensors,\n" +
-            "F32/F16/BF16, AWQ/GPTQ int4, SharpInfer-quantized), Llama family (llama, mistral, qwen2).");
+            "F32/F16/BF16, AWQ/GPTQ int4, SharpInfer-quantized or -pruned), Llama family (llama, mistral, qwen2).");
         root.Subcommands.Add(GenerateCommand.Create(stdout, stderr));
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(MakeModelCommand.Create(stdout, stderr));
         root.Subcommands.Add(InfoCommand.Create(stdout, stderr));
         root.Subcommands.Add(QuantizeCommand.Create(stdout, stderr));
+        root.Subcommands.Add(PruneCommand.Create(stdout, stderr));
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

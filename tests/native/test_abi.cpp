@@ -143,6 +143,7 @@ struct ValidOps {
     std::vector<float> f = std::vector<float>(1 << 14, 0.0f);
     std::vector<float> out = std::vector<float>(1 << 14, 0.0f);
     std::vector<int32_t> ints = std::vector<int32_t>(64, 0);
+    std::vector<int64_t> offsets = std::vector<int64_t>(64, 0);  // bitmask row offsets: all-zero rows
 
     si_embedding_params embedding() {
         si_embedding_params p{};
@@ -191,6 +192,14 @@ struct ValidOps {
         si_softmax_params p{};
         p.x = f.data(); p.out = out.data();
         p.x_stride = 8; p.out_stride = 8; p.rows = 2; p.n = 8; p.inv_temperature = 1.0f;
+        return p;
+    }
+    // A bitmask matrix with no kept weights ([4, 16]: one zero mask word per row).
+    si_sparse_matmul_params sparse_matmul() {
+        si_sparse_matmul_params p{};
+        p.x = f.data(); p.values = f.data(); p.index = ints.data(); p.row_offsets = offsets.data(); p.y = out.data();
+        p.x_stride = 16; p.y_stride = 4; p.m = 2; p.n = 4; p.k = 16;
+        p.values_dtype = SI_DTYPE_F16; p.format = SI_SPARSE_BITMASK;
         return p;
     }
     si_argmax_params argmax() {
@@ -251,6 +260,14 @@ std::vector<BadCall> bad_calls() {
         SI_BAD(softmax, inv, p.x_stride = 7), SI_BAD(softmax, inv, p.inv_temperature = 0.0f),
         SI_BAD(argmax, inv, p.x = nullptr), SI_BAD(argmax, inv, p.out = nullptr), SI_BAD(argmax, inv, p.n = 0),
         SI_BAD(argmax, inv, p.rows = -1), SI_BAD(argmax, inv, p.x_stride = 1),
+        SI_BAD(sparse_matmul, inv, p.x = nullptr), SI_BAD(sparse_matmul, inv, p.values = nullptr),
+        SI_BAD(sparse_matmul, inv, p.index = nullptr), SI_BAD(sparse_matmul, inv, p.y = nullptr),
+        SI_BAD(sparse_matmul, inv, p.row_offsets = nullptr), SI_BAD(sparse_matmul, unsup, p.format = 2),
+        SI_BAD(sparse_matmul, unsup, p.format = -1), SI_BAD(sparse_matmul, inv, p.reserved = 1),
+        SI_BAD(sparse_matmul, unsup, p.values_dtype = SI_DTYPE_I8), SI_BAD(sparse_matmul, unsup, p.values_dtype = 42),
+        SI_BAD(sparse_matmul, inv, p.m = -1), SI_BAD(sparse_matmul, inv, p.n = 0), SI_BAD(sparse_matmul, inv, p.k = 0),
+        SI_BAD(sparse_matmul, inv, p.k = -16), SI_BAD(sparse_matmul, inv, p.x_stride = 15), SI_BAD(sparse_matmul, inv, p.y_stride = 3),
+        SI_BAD(sparse_matmul, inv, (p.format = SI_SPARSE_2_4, p.x = nullptr)),
     };
 }
 
@@ -280,6 +297,11 @@ TEST_P(OpValidationTest, BadArgumentsGiveStatusAndMessage) {
     EXPECT_EQ(si_attention(context.get(), &a), SI_OK) << last_error_text();
     si_rope_params r = valid.rope();
     EXPECT_EQ(si_rope(context.get(), &r), SI_OK) << last_error_text();
+    si_sparse_matmul_params s = valid.sparse_matmul();
+    EXPECT_EQ(si_sparse_matmul(context.get(), &s), SI_OK) << last_error_text();
+    s.format = SI_SPARSE_2_4;  // 2:4 needs no row offsets
+    s.row_offsets = nullptr;
+    EXPECT_EQ(si_sparse_matmul(context.get(), &s), SI_OK) << last_error_text();
 }
 
 TEST_P(OpValidationTest, NullContextOrParams) {
@@ -301,6 +323,9 @@ TEST_P(OpValidationTest, NullContextOrParams) {
     EXPECT_EQ(si_add(context.get(), nullptr), SI_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(si_softmax(context.get(), nullptr), SI_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(si_argmax(context.get(), nullptr), SI_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(si_sparse_matmul(context.get(), nullptr), SI_ERR_INVALID_ARGUMENT);
+    si_sparse_matmul_params s = v.sparse_matmul();
+    EXPECT_EQ(si_sparse_matmul(nullptr, &s), SI_ERR_INVALID_ARGUMENT);
     EXPECT_FALSE(last_error_text().empty());
 }
 

@@ -1,8 +1,9 @@
 // test_batch_invariance.cpp: a row's result must not depend on what else is in the batch
-// or on the thread count: matmul row r is bit-identical for m = 1 and m = 17 and for 1, 2
-// and 3 threads, on every ISA level; an attention query gives the same bits in decode
-// (n_q = 1) and inside a prefill (n_q = n_ctx).
+// or on the thread count: matmul and sparse matmul (2:4, bitmask) row r is bit-identical for
+// m = 1 and m = 17 and for 1, 2 and 3 threads, on every ISA level; an attention query gives
+// the same bits in decode (n_q = 1) and inside a prefill (n_q = n_ctx).
 #include "op_cases.h"  // first: it tames <signal.h>'s si_result macro
+#include "sparse_cases.h"
 #include "test_util.h"
 
 #include "common/dtype.h"
@@ -96,6 +97,74 @@ INSTANTIATE_TEST_SUITE_P(Isa, BatchInvarianceTest,
                          testing::Combine(testing::ValuesIn(available_isas()), testing::Values(SI_DTYPE_F32, SI_DTYPE_F16, SI_DTYPE_BF16)),
                          [](const testing::TestParamInfo<InvarianceParam>& info) {
                              return std::get<0>(info.param) + "_" + si::dtype_name(std::get<1>(info.param));
+                         });
+
+// Sparse weights with random values (so the order of summation shows in the bits) on the
+// patterns of sparse_cases.h, and random x with a row stride of k + 3.
+struct SparseProblem {
+    sparse::Case c;
+    std::vector<float> x;
+    std::vector<float> bias;
+    sparse::Packed packed;
+
+    SparseProblem(int32_t n, int32_t k, si_sparse_format format, si_dtype dtype)
+        : c{17, n, k, format, format == SI_SPARSE_2_4 ? 0.5f : 0.7f, dtype, 3, 0, true} {
+        std::vector<float> w = sparse::make_weights(c, 11);
+        const std::vector<float> values = random_floats(w.size(), 12, 1.0f / std::sqrt(float(k)));
+        for (size_t i = 0; i < w.size(); ++i)
+            if (w[i] != 0.0f) w[i] = values[i] != 0.0f ? values[i] : 0.5f;  // keep the pattern
+        packed = sparse::pack(c, w);
+        x = random_floats(size_t(c.m) * size_t(c.x_stride()), 13, 1.0f);
+        bias = random_floats(size_t(n), 14, 1.0f);
+    }
+
+    // y for rows [row0, row0 + rows) of x, with y row stride n.
+    std::vector<float> run(si_context* context, int32_t row0, int32_t rows) const {
+        std::vector<float> y(size_t(rows) * size_t(c.n), -1.0f);
+        si_sparse_matmul_params p = sparse::params(c, packed, x.data() + size_t(row0) * size_t(c.x_stride()), y.data(), bias.data());
+        p.m = rows;
+        p.y_stride = c.n;
+        EXPECT_EQ(si_sparse_matmul(context, &p), SI_OK) << last_error_text();
+        return y;
+    }
+};
+
+using SparseInvarianceParam = std::tuple<std::string, si_sparse_format, si_dtype>;
+
+class SparseBatchInvarianceTest : public testing::TestWithParam<SparseInvarianceParam> {};
+
+TEST_P(SparseBatchInvarianceTest, RowsMatchAcrossBatchSizesAndThreads) {
+    const auto& [isa, format, dtype] = GetParam();
+    // n spans several pool chunks; k has tails for 8- and 16-lane chunks and 64-bit mask words.
+    for (const auto& [n, k] : {std::pair<int32_t, int32_t>{97, 1025}, {300, 300}}) {
+        const SparseProblem problem(n, k, format, dtype);
+        const size_t ns = size_t(n);
+        ContextPtr two = make_cpu_context(isa, 2);
+        ASSERT_TRUE(two) << last_error_text();
+        const std::vector<float> batch = problem.run(two.get(), 0, 17);
+        for (int32_t r = 0; r < 17; ++r) {
+            const std::vector<float> single = problem.run(two.get(), r, 1);
+            EXPECT_TRUE(same_bits(single.data(), batch.data() + size_t(r) * ns, ns)) << problem.c.name() << ": row " << r << " differs between m=1 and m=17";
+        }
+        for (int32_t rows : {2, 3, 4, 5, 8, 16}) {
+            const std::vector<float> part = problem.run(two.get(), 17 - rows, rows);
+            EXPECT_TRUE(same_bits(part.data(), batch.data() + size_t(17 - rows) * ns, size_t(rows) * ns)) << problem.c.name() << ": m=" << rows;
+        }
+        for (int32_t threads : {1, 3}) {
+            ContextPtr other = make_cpu_context(isa, threads);
+            ASSERT_TRUE(other) << last_error_text();
+            EXPECT_TRUE(same_bits(problem.run(other.get(), 0, 17).data(), batch.data(), batch.size())) << problem.c.name() << ": " << threads << " threads vs 2";
+            EXPECT_TRUE(same_bits(problem.run(other.get(), 5, 1).data(), batch.data() + 5 * ns, ns)) << problem.c.name() << ": " << threads << " threads, m=1";
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, SparseBatchInvarianceTest,
+                         testing::Combine(testing::ValuesIn(available_isas()), testing::Values(SI_SPARSE_2_4, SI_SPARSE_BITMASK),
+                                          testing::Values(SI_DTYPE_F32, SI_DTYPE_F16, SI_DTYPE_BF16)),
+                         [](const testing::TestParamInfo<SparseInvarianceParam>& info) {
+                             return "sparse_" + std::get<0>(info.param) + (std::get<1>(info.param) == SI_SPARSE_2_4 ? "_s24_" : "_bitmask_") +
+                                    si::dtype_name(std::get<2>(info.param));
                          });
 
 class AttentionInvarianceTest : public testing::TestWithParam<std::string> {};

@@ -27,6 +27,11 @@ internal sealed class CommonOptions
     {
         Description = "Print one JSON object instead of human-readable output.",
     };
+    public readonly Option<bool> Verbose = new("--verbose", "-v")
+    {
+        Description = "Report load-time decisions on stderr: for a pruned model, where each group of sparse weights runs " +
+                      "the sparse kernel and where a dense copy (timed at 1, 4, 16 and 64 rows on this backend).",
+    };
 
     public void AddTo(Command command)
     {
@@ -34,6 +39,15 @@ internal sealed class CommonOptions
         command.Options.Add(Backend);
         command.Options.Add(Threads);
         command.Options.Add(Json);
+        command.Options.Add(Verbose);
+    }
+
+    /// <summary>One line per group of sparse weights: which kernel runs at which batch size, and why.</summary>
+    internal static void ReportSparseKernels(LlamaModel model, TextWriter log)
+    {
+        if (model.SparseKernelChoices.Count == 0) return;
+        log.WriteLine($"sparse kernels ({model.SparseKernelChoices.Sum(c => c.Weights.Count)} sparse weights; m = rows in a batch):");
+        foreach (var choice in model.SparseKernelChoices) log.WriteLine($"  {choice.Describe()}");
     }
 
     /// <summary>Opens the model named on the command line (or the default one).</summary>
@@ -46,7 +60,18 @@ internal sealed class CommonOptions
         try
         {
             var backend = ComputeBackend.Open(parse.GetValue(Backend), threads);
-            return new LoadedModel(checkpoint, backend, new LlamaModel(checkpoint, backend));
+            LlamaModel model;
+            try
+            {
+                model = new LlamaModel(checkpoint, backend);
+            }
+            catch
+            {
+                backend.Dispose();
+                throw;
+            }
+            if (parse.GetValue(Verbose)) ReportSparseKernels(model, log);
+            return new LoadedModel(checkpoint, backend, model);
         }
         catch
         {

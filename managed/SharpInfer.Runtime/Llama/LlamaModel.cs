@@ -4,6 +4,7 @@
 using SharpInfer.Backends;
 using SharpInfer.Interop;
 using SharpInfer.Models;
+using SharpInfer.Sparsity;
 using SharpInfer.Tensors;
 
 namespace SharpInfer.Llama;
@@ -22,15 +23,30 @@ public sealed unsafe class LlamaModel : IDisposable
     public int MaxBatch { get; }
     public int VocabSize => Config.VocabSize;
 
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeBackend backend, int maxBatch = 256)
+    /// <param name="sparseKernels">For pruned weights: time sparse against dense at load and keep the
+    /// faster per shape and batch size (Auto), or force one kernel.</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeBackend backend, int maxBatch = 256,
+                      SparseKernelPolicy sparseKernels = SparseKernelPolicy.Auto)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         Config = checkpoint.Config;
         _backend = backend;
         _weights = new LlamaWeights(checkpoint);
+        try
+        {
+            SparseKernelChoices = _weights.ChooseSparseKernels(backend.Context, sparseKernels);
+        }
+        catch
+        {
+            _weights.Dispose();
+            throw;
+        }
         MaxBatch = maxBatch;
         _scratch = new Scratch(Config, maxBatch);
     }
+
+    /// <summary>Where each group of sparse weights runs sparse or dense (empty for a model without sparse weights).</summary>
+    public IReadOnlyList<SparseKernelChoice> SparseKernelChoices { get; }
 
     /// <summary>Tokens per KV block of caches this model creates.</summary>
     public const int DefaultBlockSize = 16;
@@ -168,12 +184,26 @@ public sealed unsafe class LlamaModel : IDisposable
     /// <summary>Sees every linear layer's input before its matmul (calibration for activation-aware quantization).</summary>
     internal LinearInputObserver? LinearInputObserver { get; set; }
 
-    // The weight's format picks the kernel: dense -> si_matmul, int8/int4 -> si_qmatmul.
+    // The weight's format picks the kernel: dense -> si_matmul, int8/int4 -> si_qmatmul, sparse ->
+    // si_sparse_matmul up to the row count where it measured faster, si_matmul on its dense copy above.
     private void Matmul(float* input, int inputStride, in LinearWeight w, float* output, int outputStride, int rows)
     {
         if (LinearInputObserver is { } observe && rows > 0)
             observe(w.Name, new ReadOnlySpan<float>(input, (rows - 1) * inputStride + w.In), rows, inputStride, w.In);
-        if (w.IsQuantized)
+        if (w.Kind == LinearKind.Sparse && rows <= w.SparseMaxRows)
+            _backend.Context.SparseMatmul(new SiSparseMatmulParams
+            {
+                X = input, Values = w.Data, Index = w.SparseIndex, RowOffsets = w.SparseRowOffsets, Bias = w.Bias, Y = output,
+                XStride = inputStride, YStride = outputStride, M = rows, N = w.Out, K = w.In,
+                ValuesDType = w.DType, Format = w.SparseFormat,
+            });
+        else if (w.Kind == LinearKind.Sparse)
+            _backend.Context.Matmul(new SiMatmulParams
+            {
+                X = input, W = w.DenseData, Bias = w.Bias, Y = output, XStride = inputStride, YStride = outputStride,
+                M = rows, N = w.Out, K = w.In, WDType = w.DType,
+            });
+        else if (w.IsQuantized)
             _backend.Context.QMatmul(new SiQmatmulParams
             {
                 X = input, Q = w.Data, Scales = w.Scales, Offsets = w.Offsets, Bias = w.Bias, Y = output,

@@ -40,6 +40,18 @@ public static class GgufRepack
     };
 
     /// <summary>
+    /// How the runtime multiplies a repacked tensor by default, following llama.cpp's CPU dot
+    /// products, which quantize the activations to int8 (Q8_0 blocks of 32 for Q8_0/Q4_0/Q4_1,
+    /// Q8_K blocks of 256 for the k-quants): Q8_0, Q4_0, Q4_1 and Q4_K use block-wise int8
+    /// activations of 32 (for Q4_K finer than llama.cpp's 256) and so the integer (VNNI) kernels.
+    /// Q6_K keeps f32 activations: its 16-column groups would split a 32-column block. Set a
+    /// weight's activations to Float (QuantizedWeight.SetActivations) for the exact dequantized
+    /// product.
+    /// </summary>
+    public static QuantActivations ActivationsFor(GgmlType type) =>
+        type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q4_K ? QuantActivations.Int8Block32 : QuantActivations.Float;
+
+    /// <summary>
     /// Repacks a [rows, columns] tensor of <paramref name="type"/> blocks (row-major; each row is
     /// columns / block_elements consecutive blocks) starting at <paramref name="data"/>.
     /// </summary>
@@ -54,7 +66,7 @@ public static class GgufRepack
         if (rowBytes * rows != byteLength)
             throw new ArgumentException($"{byteLength} bytes do not hold [{rows}, {columns}] {type} ({rowBytes * rows} bytes)");
 
-        var weight = QuantizedWeight.Allocate(format, rows, columns, group);
+        var weight = QuantizedWeight.Allocate(format, rows, columns, group, ActivationsFor(type));
         try
         {
             Parallel.For(0, rows, r =>

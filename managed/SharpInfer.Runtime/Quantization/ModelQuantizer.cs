@@ -217,56 +217,10 @@ public static unsafe class ModelQuantizer
     private static void WriteConfig(ModelCheckpoint checkpoint, string path, QuantizeOptions options,
                                     List<(string Module, QuantizedTensorInfo Info)> modules)
     {
-        var c = checkpoint.Config;
-        string? sourceConfig = checkpoint.Format == "hf" ? Path.Combine(checkpoint.SourcePath, "config.json") : null;
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         w.WriteStartObject();
-        if (sourceConfig is not null)
-        {
-            // Keep everything the source says; only the quantization config is ours.
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(sourceConfig), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-            foreach (var property in doc.RootElement.EnumerateObject())
-                if (property.Name != "quantization_config") property.WriteTo(w);
-        }
-        else
-        {
-            (string cls, string type) = c.Architecture switch
-            {
-                "mistral" => ("MistralForCausalLM", "mistral"),
-                "qwen2" => ("Qwen2ForCausalLM", "qwen2"),
-                _ => ("LlamaForCausalLM", "llama"),
-            };
-            w.WriteStartArray("architectures");
-            w.WriteStringValue(cls);
-            w.WriteEndArray();
-            w.WriteString("model_type", type);
-            w.WriteNumber("vocab_size", c.VocabSize);
-            w.WriteNumber("hidden_size", c.HiddenSize);
-            w.WriteNumber("intermediate_size", c.IntermediateSize);
-            w.WriteNumber("num_hidden_layers", c.NumLayers);
-            w.WriteNumber("num_attention_heads", c.NumHeads);
-            w.WriteNumber("num_key_value_heads", c.NumKvHeads);
-            w.WriteNumber("head_dim", c.HeadDim);
-            w.WriteNumber("max_position_embeddings", c.MaxContext);
-            w.WriteNumber("rope_theta", c.RopeTheta);
-            w.WriteNumber("rms_norm_eps", c.RmsNormEps);
-            w.WriteString("hidden_act", "silu");
-            w.WriteBoolean("tie_word_embeddings", !checkpoint.TryGetTensor(LlamaTensorNames.Output, out _));
-            if (c.Architecture != "qwen2") w.WriteBoolean("attention_bias", c.AttentionBias);
-            w.WriteNumber("bos_token_id", c.BosTokenId);
-            w.WriteStartArray("eos_token_id");
-            foreach (int id in c.EosTokenIds) w.WriteNumberValue(id);
-            w.WriteEndArray();
-            if (c.RopeScale != 1f)
-            {
-                w.WriteStartObject("rope_scaling");
-                w.WriteString("type", "linear");
-                w.WriteNumber("factor", 1.0 / c.RopeScale);
-                w.WriteEndObject();
-            }
-            w.WriteString("torch_dtype", "float32");
-        }
+        WriteModelConfigFields(w, checkpoint, "quantization_config");
 
         w.WriteStartObject("quantization_config");
         w.WriteString("quant_method", HfQuantizationConfig.SharpInferMethod);
@@ -290,7 +244,61 @@ public static unsafe class ModelQuantizer
         w.WriteEndObject();
     }
 
-    private static void WriteTokenizer(ModelCheckpoint checkpoint, string outputDirectory)
+    /// <summary>
+    /// Writes the model fields of a Hugging Face config.json: the source config's own fields for an HF
+    /// checkpoint (minus <paramref name="skip"/>, which the caller writes), else the fields our loader
+    /// reads, derived from a GGUF model's config. Shared with `sharpinfer prune`.
+    /// </summary>
+    internal static void WriteModelConfigFields(Utf8JsonWriter w, ModelCheckpoint checkpoint, params string[] skip)
+    {
+        var c = checkpoint.Config;
+        string? sourceConfig = checkpoint.Format == "hf" ? Path.Combine(checkpoint.SourcePath, "config.json") : null;
+        if (sourceConfig is not null)
+        {
+            // Keep everything the source says; only the sections named in skip are the caller's.
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(sourceConfig), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            foreach (var property in doc.RootElement.EnumerateObject())
+                if (!skip.Contains(property.Name)) property.WriteTo(w);
+            return;
+        }
+        (string cls, string type) = c.Architecture switch
+        {
+            "mistral" => ("MistralForCausalLM", "mistral"),
+            "qwen2" => ("Qwen2ForCausalLM", "qwen2"),
+            _ => ("LlamaForCausalLM", "llama"),
+        };
+        w.WriteStartArray("architectures");
+        w.WriteStringValue(cls);
+        w.WriteEndArray();
+        w.WriteString("model_type", type);
+        w.WriteNumber("vocab_size", c.VocabSize);
+        w.WriteNumber("hidden_size", c.HiddenSize);
+        w.WriteNumber("intermediate_size", c.IntermediateSize);
+        w.WriteNumber("num_hidden_layers", c.NumLayers);
+        w.WriteNumber("num_attention_heads", c.NumHeads);
+        w.WriteNumber("num_key_value_heads", c.NumKvHeads);
+        w.WriteNumber("head_dim", c.HeadDim);
+        w.WriteNumber("max_position_embeddings", c.MaxContext);
+        w.WriteNumber("rope_theta", c.RopeTheta);
+        w.WriteNumber("rms_norm_eps", c.RmsNormEps);
+        w.WriteString("hidden_act", "silu");
+        w.WriteBoolean("tie_word_embeddings", !checkpoint.TryGetTensor(LlamaTensorNames.Output, out _));
+        if (c.Architecture != "qwen2") w.WriteBoolean("attention_bias", c.AttentionBias);
+        w.WriteNumber("bos_token_id", c.BosTokenId);
+        w.WriteStartArray("eos_token_id");
+        foreach (int id in c.EosTokenIds) w.WriteNumberValue(id);
+        w.WriteEndArray();
+        if (c.RopeScale != 1f)
+        {
+            w.WriteStartObject("rope_scaling");
+            w.WriteString("type", "linear");
+            w.WriteNumber("factor", 1.0 / c.RopeScale);
+            w.WriteEndObject();
+        }
+        w.WriteString("torch_dtype", "float32");
+    }
+
+    internal static void WriteTokenizer(ModelCheckpoint checkpoint, string outputDirectory)
     {
         if (checkpoint.Format == "hf")
         {

@@ -24,6 +24,13 @@ public enum QuantActivations
 
     /// <summary>Each activation row is quantized to int8 on the fly (W8A8; int8 weights only).</summary>
     Int8 = 1,
+
+    /// <summary>
+    /// Activations quantized to int8 on the fly per block of 32 columns, each block with its own
+    /// scale (W8A8 / W4A8), as llama.cpp computes Q8_0 / Q4_0 dot products on CPUs. Needs a group
+    /// size that is a multiple of 32 or covers the row.
+    /// </summary>
+    Int8Block32 = 2,
 }
 
 /// <summary>Names used in configs, messages and the CLI.</summary>
@@ -46,7 +53,12 @@ public static class QuantFormatNames
         }
     }
 
-    public static string Name(this QuantActivations activations) => activations == QuantActivations.Int8 ? "int8" : "float";
+    public static string Name(this QuantActivations activations) => activations switch
+    {
+        QuantActivations.Int8 => "int8",
+        QuantActivations.Int8Block32 => "int8-block32",
+        _ => "float",
+    };
 }
 
 /// <summary>
@@ -125,7 +137,12 @@ public sealed unsafe class QuantizedWeight : IDisposable
 
     /// <summary>"int4 g32" / "int8 per-channel" / "int8 g128 (w8a8)".</summary>
     public string Describe() =>
-        $"{Format.Name()} {(GroupSize >= Columns ? "per-channel" : $"g{GroupSize}")}{(Activations == QuantActivations.Int8 ? " (w8a8)" : "")}";
+        $"{Format.Name()} {(GroupSize >= Columns ? "per-channel" : $"g{GroupSize}")}{Activations switch
+        {
+            QuantActivations.Int8 => " (w8a8)",
+            QuantActivations.Int8Block32 => " (int8 activations per 32)",
+            _ => "",
+        }}";
 
     /// <summary>Zeroed native storage for a [rows, columns] weight.</summary>
     public static QuantizedWeight Allocate(QuantFormat format, int rows, int columns, int groupSize,
@@ -166,6 +183,13 @@ public sealed unsafe class QuantizedWeight : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(groupSize, 1);
         if (activations == QuantActivations.Int8 && format != QuantFormat.Int8)
             throw new ArgumentException("int8 activations (W8A8) need int8 weights");
+        CheckBlockActivations(activations, columns, groupSize);
+    }
+
+    private static void CheckBlockActivations(QuantActivations activations, int columns, int groupSize)
+    {
+        if (activations == QuantActivations.Int8Block32 && groupSize % 32 != 0 && groupSize < columns)
+            throw new ArgumentException($"int8 activations per 32-column block need a group size that is a multiple of 32 (got {groupSize})");
     }
 
     /// <summary>Sets the activation mode (W8A8 is only valid for Int8).</summary>
@@ -173,6 +197,7 @@ public sealed unsafe class QuantizedWeight : IDisposable
     {
         if (activations == QuantActivations.Int8 && Format != QuantFormat.Int8)
             throw new ArgumentException("int8 activations (W8A8) need int8 weights");
+        CheckBlockActivations(activations, Columns, GroupSize);
         Activations = activations;
     }
 

@@ -27,6 +27,7 @@ public:
     si_result softmax(const si_softmax_params& p) override { return cpu::softmax(env(), p); }
     si_result argmax(const si_argmax_params& p) override { return cpu::argmax(env(), p); }
     si_result qmatmul(const si_qmatmul_params& p) override { return cpu::qmatmul(env(), p); }
+    si_result sparse_matmul(const si_sparse_matmul_params& p) override { return cpu::sparse_matmul(env(), p); }
     si_result kv_write(const si_kv_write_params& p) override { return cpu::kv_write(env(), p); }
     si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         return cpu::paged_attention_workspace_size(env(), p, out_bytes);

@@ -58,6 +58,8 @@ si_result argmax(const Env& env, const si_argmax_params& p);
 // qmatmul picks its loops from env.kernels.isa on each call (and whether the CPU has
 // AVX512-VNNI), like the paged KV ops below.
 si_result qmatmul(const Env& env, const si_qmatmul_params& p);
+// sparse_matmul likewise picks its loops from env.kernels.isa (and AVX512-VBMI2) per call.
+si_result sparse_matmul(const Env& env, const si_sparse_matmul_params& p);
 // The paged KV ops pick their loops from env.kernels.isa on each call (a switch, no table
 // slots): their inner loops are templates private to their files.
 si_result kv_write(const Env& env, const si_kv_write_params& p);

@@ -18,6 +18,7 @@ public:
     si_result softmax(const si_softmax_params& p) override { return ref::softmax(p); }
     si_result argmax(const si_argmax_params& p) override { return ref::argmax(p); }
     si_result qmatmul(const si_qmatmul_params& p) override { return ref::qmatmul(p); }
+    si_result sparse_matmul(const si_sparse_matmul_params& p) override { return ref::sparse_matmul(p); }
     si_result kv_write(const si_kv_write_params& p) override { return ref::kv_write(p); }
     si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         return ref::paged_attention_workspace_size(p, out_bytes);

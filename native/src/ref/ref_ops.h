@@ -17,6 +17,7 @@ si_result add(const si_add_params& p);
 si_result softmax(const si_softmax_params& p);
 si_result argmax(const si_argmax_params& p);
 si_result qmatmul(const si_qmatmul_params& p);
+si_result sparse_matmul(const si_sparse_matmul_params& p);
 si_result kv_write(const si_kv_write_params& p);
 si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes);
 si_result paged_attention(const si_paged_attention_params& p);

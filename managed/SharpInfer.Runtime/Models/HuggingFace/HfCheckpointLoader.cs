@@ -3,10 +3,12 @@
 // tokenizer_config.json / special_tokens_map.json / generation_config.json. Tensor names are
 // mapped to the canonical llama.cpp ones; q/k stay in HF order, so the config says RotateHalf.
 // A quantization_config (GPTQ, AWQ or our own format) turns each quantized module's tensors into
-// one quantized weight (HfQuantizedTensors).
+// one quantized weight (HfQuantizedTensors). A sparsity_config (written by `sharpinfer prune`) turns each
+// pruned module's packed tensors into one sparse weight, validated here (SparseCheckpoint).
 using System.Text.Json;
 using SharpInfer.Models.SafeTensors;
 using SharpInfer.Quantization;
+using SharpInfer.Sparsity;
 using SharpInfer.Tokenization;
 
 namespace SharpInfer.Models.HuggingFace;
@@ -33,7 +35,10 @@ internal static class HfCheckpointLoader
         try
         {
             var quantization = HfQuantizationConfig.Read(configJson.Root, configJson.Path);
-            var (tensors, order, hfNames) = LoadTensors(folder, files, quantization, partial, quantized);
+            var sparsity = SparsityConfig.Read(configJson.Root, configJson.Path);
+            if (quantization is not null && sparsity is not null)
+                throw new ModelFormatException(configJson.Path, $"both quantization_config and {ModelPruner.ConfigSection} are present; sparse quantized weights are not supported");
+            var (tensors, order, hfNames) = LoadTensors(folder, files, quantization, partial, quantized, sparsity);
             var tokenizer = LoadTokenizer(folder, configJson, generation, tokenizerConfig, specialTokensMap);
 
             bool tied = configJson.Bool("tie_word_embeddings") ?? false;
@@ -129,7 +134,8 @@ internal static class HfCheckpointLoader
     }
 
     private static (Dictionary<string, WeightTensor> Tensors, List<string> Order, Dictionary<string, string> HfNames)
-        LoadTensors(string folder, List<SafeTensorsFile> files, HfQuantizationConfig? quantization, LlamaConfig config, List<IDisposable> quantized)
+        LoadTensors(string folder, List<SafeTensorsFile> files, HfQuantizationConfig? quantization, LlamaConfig config, List<IDisposable> quantized,
+                    SparsityConfig? sparsity = null)
     {
         string single = Path.Combine(folder, "model.safetensors");
         string index = Path.Combine(folder, "model.safetensors.index.json");
@@ -171,11 +177,21 @@ internal static class HfCheckpointLoader
         var foundIn = new Dictionary<string, string>(StringComparer.Ordinal);
         // Quantized modules are stored as several tensors (qweight, scales, ...): gather them first.
         var quantizedParts = new Dictionary<string, Dictionary<string, HfQuantizedTensors.Part>>(StringComparer.Ordinal);
+        var sparseParts = new Dictionary<string, Dictionary<string, SparseCheckpoint.Part>>(StringComparer.Ordinal);
         foreach (var file in files)
         {
             foreach (var info in file.Tensors)
             {
                 foundIn[info.Name] = Path.GetFileName(file.Path);
+                if (SparsityConfig.TrySplit(info.Name, out string sparseModule, out string sparseSuffix))
+                {
+                    if (sparsity is null)
+                        throw new ModelFormatException(file.Path, $"tensor '{info.Name}' is a packed sparse weight, but config.json has no {ModelPruner.ConfigSection}");
+                    if (!sparseParts.TryGetValue(sparseModule, out var parts))
+                        sparseParts[sparseModule] = parts = new Dictionary<string, SparseCheckpoint.Part>(StringComparer.Ordinal);
+                    parts[sparseSuffix] = new SparseCheckpoint.Part(file, info);
+                    continue;
+                }
                 if (quantization is not null && HfQuantizationConfig.TrySplit(info.Name, out string module, out string suffix))
                 {
                     if (!quantizedParts.TryGetValue(module, out var parts))
@@ -215,6 +231,8 @@ internal static class HfCheckpointLoader
                 order.Add(canonical);
             }
         }
+        if (sparsity is not null)
+            AddSparseTensors(folder, sparsity, sparseParts, config, tensors, order, hfNames, quantized);
         if (quantization?.Method == HfQuantizationConfig.SharpInferMethod)
         {
             foreach (string module in quantization.Modules.Keys)
@@ -232,6 +250,44 @@ internal static class HfCheckpointLoader
             }
         }
         return (tensors, order, hfNames);
+    }
+
+    /// <summary>Packed sparse modules become sparse tensors; dense tensors the config claims sparse are packed at load.</summary>
+    private static void AddSparseTensors(string folder, SparsityConfig sparsity, Dictionary<string, Dictionary<string, SparseCheckpoint.Part>> sparseParts,
+                                         LlamaConfig config, Dictionary<string, WeightTensor> tensors, List<string> order,
+                                         Dictionary<string, string> hfNames, List<IDisposable> owned)
+    {
+        var expected = LlamaTensorNames.Expected(config, includeOutput: true).ToDictionary(e => e.Name, e => e.Shape, StringComparer.Ordinal);
+        foreach (var (module, parts) in sparseParts)
+        {
+            string anyFile = parts.Values.First().File.Path;
+            string? canonical = LlamaTensorNames.FromHuggingFace(module + ".weight");
+            if (canonical is null || !expected.TryGetValue(canonical, out long[]? shape) || shape.Length != 2)
+                throw new ModelFormatException(anyFile, $"sparse tensor '{module}.{parts.Keys.First()}' is not a linear weight of a {config.Architecture} model");
+            if (hfNames.TryGetValue(canonical, out string? previous))
+                throw new ModelFormatException(anyFile, $"tensors '{previous}' and '{module}.sparse_values' both map to '{canonical}'");
+            tensors.Add(canonical, SparseCheckpoint.Build(sparsity, module, canonical, parts, (int)shape[0], (int)shape[1], owned));
+            hfNames[canonical] = module + ".sparse_values";
+            order.Add(canonical);
+        }
+        // Claims over dense tensors: listed modules without packed parts, or every block linear.
+        var claims = new List<(string Module, SparseFormat Format)>();
+        foreach (var (module, spec) in sparsity.Modules)
+            if (!sparseParts.ContainsKey(module)) claims.Add((module, spec.Format));
+        if (sparsity.AllLinears is { } all)
+            for (int l = 0; l < config.NumLayers; l++)
+                foreach (string suffix in (string[])["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
+                    claims.Add(($"model.layers.{l}.{suffix}", all));
+        foreach (var (module, format) in claims)
+        {
+            string? canonical = LlamaTensorNames.FromHuggingFace(module + ".weight");
+            if (canonical is null || !tensors.TryGetValue(canonical, out var dense))
+                throw new ModelFormatException(folder, $"{ModelPruner.ConfigSection} lists '{module}', but there is no tensor '{module}.weight' or '{module}.sparse_values'");
+            if (dense.IsSparse || dense.IsQuantized) continue;
+            if (expected.TryGetValue(canonical, out long[]? shape) && !dense.Shape.AsSpan().SequenceEqual(shape))
+                continue; // LlamaTensorNames.Validate reports the shape error.
+            tensors[canonical] = SparseCheckpoint.PackDense(dense, module + ".weight", format, owned);
+        }
     }
 
     private static string ToHuggingFaceName(string canonical) => canonical switch

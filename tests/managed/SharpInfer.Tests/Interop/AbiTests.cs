@@ -27,6 +27,18 @@ public class AbiTests
         Assert.Equal(8, Unsafe.SizeOf<SiAttentionVariant>());
         Assert.Equal(160, Unsafe.SizeOf<SiPagedAttentionParams>());
         Assert.Equal(88, Unsafe.SizeOf<SiQmatmulParams>());
+        Assert.Equal(88, Unsafe.SizeOf<SiSparseMatmulParams>());
+    }
+
+    [Fact]
+    public void SparseMatmulParams_FieldOffsets_MatchNative()
+    {
+        // native/src/api/abi_layout.cpp asserts values_dtype at 76 and format at 80.
+        Assert.Equal(76, (int)System.Runtime.InteropServices.Marshal.OffsetOf<SiSparseMatmulParams>(nameof(SiSparseMatmulParams.ValuesDType)));
+        Assert.Equal(80, (int)System.Runtime.InteropServices.Marshal.OffsetOf<SiSparseMatmulParams>(nameof(SiSparseMatmulParams.Format)));
+        Assert.Equal(48, (int)System.Runtime.InteropServices.Marshal.OffsetOf<SiSparseMatmulParams>(nameof(SiSparseMatmulParams.XStride)));
+        Assert.Equal(0, (int)SiSparseFormat.TwoFour);
+        Assert.Equal(1, (int)SiSparseFormat.Bitmask);
     }
 
     [Fact]

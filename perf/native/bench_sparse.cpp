@@ -1,0 +1,388 @@
+// bench_sparse.cpp: Google Benchmark figures for the cpu backend's si_sparse_matmul through the
+// C ABI on Llama-7B shapes (n x k = 4096 x 4096 q/k/v/o, 11008 x 4096 gate/up, 4096 x 11008
+// down) at m = 1, 4, 16, 64, with f16 values, for the dense f16 si_matmul (the baseline), 2:4
+// and bitmask at 50 / 70 / 90 % zeros, each beside:
+//  - the speedup over the dense f16 matmul on the same shape and m, timed in the same run (the
+//    dense rows run first for each shape);
+//  - GB/s of weight bytes streamed per call (values + metadata + row offsets; dense: the f16
+//    matrix) and its fraction of the streaming-read bandwidth measured in this binary (all
+//    threads).
+// Weights cycle through enough copies (>= 256 MiB) that every call streams them from DRAM, as a
+// decode step does. A summary table, with the load average at start and end, is printed at the
+// end; --benchmark_out=FILE --benchmark_out_format=json writes every row with its counters.
+//
+// Run: build/<dir>/perf/native/si_bench_sparse [--benchmark_filter=m:1/]
+// SI_BENCH_THREADS sets the thread count (default: all hardware threads); SI_CPU_ISA lowers
+// the ISA level (scalar|avx2).
+#include <sharpinfer/sharpinfer.h>
+
+#include "common/dtype.h"
+
+#include <benchmark/benchmark.h>
+
+#include <cpuid.h>
+// GCC 12.1/12.2 flag the self-initialisation inside _mm512_undefined_*() when AVX-512 comes
+// from a target attribute (GCC PR105593); the warning follows the header's pragma state.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+int32_t bench_threads() {
+    const char* text = std::getenv("SI_BENCH_THREADS");
+    const int32_t n = text ? std::atoi(text) : 0;
+    return n > 0 ? n : int32_t(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+double now_seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+std::string load_average() {
+    char text[128] = {};
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (!std::fgets(text, sizeof text, f)) text[0] = 0;
+        std::fclose(f);
+    }
+    std::string s = text;
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s.empty() ? "unknown" : s;
+}
+
+// ---- machine bandwidth: streaming read (as bench_qmatmul measures it) -------------------------
+
+bool has_avx512f() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(ebx & (1u << 16))) return false;
+    uint32_t xcr0_lo = 0, xcr0_hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0xe6u) == 0xe6u;
+}
+
+// Sums `count` floats (a multiple of 64) with software prefetch ahead.
+__attribute__((target("avx512f"))) float read_avx512(const float* data, size_t count) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < count; i += 64) {
+        const char* ahead = reinterpret_cast<const char*>(data + i) + 4096;
+        _mm_prefetch(ahead, _MM_HINT_T0);
+        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+        _mm_prefetch(ahead + 128, _MM_HINT_T0);
+        _mm_prefetch(ahead + 192, _MM_HINT_T0);
+        a0 = _mm512_add_ps(a0, _mm512_load_ps(data + i));
+        a1 = _mm512_add_ps(a1, _mm512_load_ps(data + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_load_ps(data + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_load_ps(data + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+__attribute__((target("avx2"))) float read_avx2(const float* data, size_t count) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < count; i += 32) {
+        const char* ahead = reinterpret_cast<const char*>(data + i) + 4096;
+        _mm_prefetch(ahead, _MM_HINT_T0);
+        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(data + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(data + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(data + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(data + i + 24));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    return lanes[0] + lanes[7];
+}
+
+// Best of 4 streaming reads of 1 GiB split evenly over `threads` threads, in GB/s.
+double measure_read_gbps(int32_t threads) {
+    const size_t bytes = size_t(1) << 30, count = bytes / sizeof(float);
+    float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    for (size_t i = 0; i < count; ++i) data[i] = float(i & 1023);  // touch every page
+    const bool wide = has_avx512f();
+    std::vector<float> sink(size_t(threads), 0.0f);
+    auto part = [&](int32_t t) {
+        const size_t begin = count * size_t(t) / size_t(threads) / 64 * 64, end = count * size_t(t + 1) / size_t(threads) / 64 * 64;
+        sink[size_t(t)] = wide ? read_avx512(data + begin, end - begin) : read_avx2(data + begin, end - begin);
+    };
+    double best = 0.0;
+    for (int rep = 0; rep < 4; ++rep) {
+        const double start = now_seconds();
+        std::vector<std::thread> pool;
+        for (int32_t t = 1; t < threads; ++t) pool.emplace_back(part, t);
+        part(0);
+        for (std::thread& th : pool) th.join();
+        best = std::max(best, double(bytes) / (now_seconds() - start) * 1e-9);
+    }
+    benchmark::DoNotOptimize(sink.data());
+    std::free(data);
+    return best;
+}
+
+double read_gbps_all() {
+    static const double gbps = measure_read_gbps(bench_threads());
+    return gbps;
+}
+
+// ---- problems -----------------------------------------------------------------------------
+
+si_context* cpu_context() {
+    static si_context* context = nullptr;
+    if (!context) {
+        si_context_options options{};
+        options.backend = SI_BACKEND_CPU;
+        options.num_threads = bench_threads();
+        if (si_context_create(&options, &context) != SI_OK) {
+            const char* message = "";
+            si_last_error(&message);
+            std::fprintf(stderr, "si_context_create failed: %s\n", message);
+            std::exit(1);
+        }
+    }
+    return context;
+}
+
+bool check(benchmark::State& state, si_result status) {
+    if (status == SI_OK) return true;
+    const char* message = "";
+    si_last_error(&message);
+    state.SkipWithError(message);
+    return false;
+}
+
+uint32_t next_random(uint64_t& state) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return uint32_t(state >> 33);
+}
+
+float uniform(uint64_t& state) { return float(double(next_random(state)) / 2147483648.0) * 2.0f - 1.0f; }
+
+const int32_t kShapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};  // {n, k}
+constexpr size_t kStreamBytes = size_t(256) << 20;                          // weights cycled per benchmark
+
+enum Format { kDense = 0, k24 = 1, kBitmask50 = 2, kBitmask70 = 3, kBitmask90 = 4 };
+const char* const kFormatNames[] = {"dense f16", "2:4 f16", "bitmask 50% f16", "bitmask 70% f16", "bitmask 90% f16"};
+const double kZeros[] = {0.0, 0.5, 0.5, 0.7, 0.9};
+
+size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// `copies` copies of one weight matrix, each a contiguous block of `bytes`:
+// [values | index | row_offsets] (row_offsets for the bitmask only) or [f16 matrix].
+struct Weights {
+    Format format;
+    int32_t n, k;
+    size_t values_bytes = 0, index_bytes = 0, offsets_bytes = 0;  // per copy, each 64-aligned
+    size_t bytes = 0, copies = 0;
+    double streamed = 0;  // bytes a call reads (unpadded)
+    std::vector<uint8_t> data;
+
+    Weights(Format format_, int32_t n_, int32_t k_) : format(format_), n(n_), k(k_) {
+        uint64_t seed = 0x5eed + uint64_t(format) * 7919 + uint64_t(n) * 31 + uint64_t(k);
+        const float amplitude = 1.0f / std::sqrt(float(k) * float(1.0 - kZeros[format]));
+        auto random_f16 = [&] { return si::f32_to_f16(amplitude * uniform(seed)); };
+        std::vector<uint16_t> values;
+        std::vector<uint8_t> index;
+        std::vector<int64_t> offsets;
+        if (format == kDense) {
+            values.resize(size_t(n) * size_t(k));
+            for (uint16_t& v : values) v = random_f16();
+        } else if (format == k24) {
+            const int64_t kp = (int64_t(k) + 15) / 16 * 16;
+            values.resize(size_t(n) * size_t(kp / 2));
+            std::vector<uint16_t> meta(size_t(n) * size_t(kp / 16), 0);
+            const uint8_t pairs[6] = {0x4, 0x8, 0xc, 0x9, 0xd, 0xe};  // (first, second) nibbles, first < second
+            for (size_t g = 0; g < size_t(n) * size_t(kp / 4); ++g) {
+                meta[g / 4] = uint16_t(meta[g / 4] | (pairs[next_random(seed) % 6] << (4 * (g % 4))));
+                values[2 * g] = random_f16();
+                values[2 * g + 1] = random_f16();
+            }
+            index.resize(meta.size() * 2);
+            std::memcpy(index.data(), meta.data(), index.size());
+        } else {
+            const int64_t kw = (int64_t(k) + 63) / 64;
+            std::vector<uint64_t> mask(size_t(n) * size_t(kw), 0);
+            offsets.assign(size_t(n) + 1, 0);
+            const uint32_t keep_below = uint32_t((1.0 - kZeros[format]) * 4294967296.0 / 2.0);  // next_random is 31-bit
+            for (int32_t r = 0; r < n; ++r) {
+                for (int32_t i = 0; i < k; ++i) {
+                    if (next_random(seed) >= keep_below) continue;
+                    mask[size_t(r) * size_t(kw) + size_t(i / 64)] |= uint64_t(1) << (i % 64);
+                    values.push_back(random_f16());
+                }
+                offsets[size_t(r) + 1] = int64_t(values.size());
+            }
+            index.resize(mask.size() * 8);
+            std::memcpy(index.data(), mask.data(), index.size());
+        }
+        values_bytes = align64(values.size() * 2);
+        index_bytes = align64(index.size());
+        offsets_bytes = align64(offsets.size() * 8);
+        bytes = values_bytes + index_bytes + offsets_bytes;
+        streamed = double(values.size() * 2 + index.size() + offsets.size() * 8);
+        copies = std::max<size_t>(1, (kStreamBytes + bytes - 1) / bytes);
+        data.assign(bytes * copies, 0);
+        uint8_t* first = data.data();
+        std::memcpy(first, values.data(), values.size() * 2);
+        if (!index.empty()) std::memcpy(first + values_bytes, index.data(), index.size());
+        if (!offsets.empty()) std::memcpy(first + values_bytes + index_bytes, offsets.data(), offsets.size() * 8);
+        for (size_t c = 1; c < copies; ++c) std::memcpy(data.data() + c * bytes, first, bytes);
+    }
+};
+
+// The weights of the last (format, shape) asked for: the benchmarks run grouped by both, so one
+// is built per group and the previous one is freed first.
+const Weights& weights_for(Format format, int shape) {
+    static std::unique_ptr<Weights> current;
+    if (!current || current->format != format || current->n != kShapes[shape][0] || current->k != kShapes[shape][1]) {
+        current.reset();
+        current = std::make_unique<Weights>(format, kShapes[shape][0], kShapes[shape][1]);
+    }
+    return *current;
+}
+
+// Seconds per dense call at (m, shape), recorded by the dense rows as they run.
+std::map<std::pair<int, int>, double>& dense_seconds() {
+    static std::map<std::pair<int, int>, double> times;
+    return times;
+}
+
+// Args: shape, format, m.
+void BM_sparse(benchmark::State& state) {
+    const int shape = int(state.range(0));
+    const Format format = Format(state.range(1));
+    const int32_t m = int32_t(state.range(2));
+    const int32_t n = kShapes[shape][0], k = kShapes[shape][1];
+    const double bandwidth = read_gbps_all();
+    const Weights& weights = weights_for(format, shape);
+    uint64_t seed = 99;
+    std::vector<float> x(size_t(m) * size_t(k)), y(size_t(m) * size_t(n));
+    for (float& v : x) v = uniform(seed);
+    si_context* ctx = cpu_context();
+
+    size_t copy = 0;
+    int64_t calls = 0;
+    const double start = now_seconds();
+    for (auto _ : state) {
+        const uint8_t* base = weights.data.data() + copy * weights.bytes;
+        copy = (copy + 1) % weights.copies;
+        si_result status;
+        if (format == kDense) {
+            si_matmul_params p{};
+            p.x = x.data();
+            p.w = base;
+            p.y = y.data();
+            p.x_stride = k;
+            p.y_stride = n;
+            p.m = m;
+            p.n = n;
+            p.k = k;
+            p.w_dtype = SI_DTYPE_F16;
+            status = si_matmul(ctx, &p);
+        } else {
+            si_sparse_matmul_params p{};
+            p.x = x.data();
+            p.values = base;
+            p.index = base + weights.values_bytes;
+            p.row_offsets = format == k24 ? nullptr : reinterpret_cast<const int64_t*>(base + weights.values_bytes + weights.index_bytes);
+            p.y = y.data();
+            p.x_stride = k;
+            p.y_stride = n;
+            p.m = m;
+            p.n = n;
+            p.k = k;
+            p.values_dtype = SI_DTYPE_F16;
+            p.format = format == k24 ? SI_SPARSE_2_4 : SI_SPARSE_BITMASK;
+            status = si_sparse_matmul(ctx, &p);
+        }
+        if (!check(state, status)) return;
+        ++calls;
+        benchmark::ClobberMemory();
+    }
+    const double seconds_per_call = (now_seconds() - start) / double(std::max<int64_t>(calls, 1));
+    const double gb = weights.streamed * 1e-9;
+    state.counters["GB/s"] = benchmark::Counter(gb, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["bw_fraction"] = benchmark::Counter(gb / bandwidth, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["MB/call"] = gb * 1e3;
+    if (format == kDense) {
+        dense_seconds()[{m, shape}] = seconds_per_call;
+    } else if (const auto it = dense_seconds().find({m, shape}); it != dense_seconds().end()) {
+        state.counters["vs_dense"] = it->second / seconds_per_call;
+    }
+    state.SetLabel(std::string(kFormatNames[format]) + " m=" + std::to_string(m) + " " + std::to_string(n) + "x" + std::to_string(k));
+}
+
+// Grouped by shape, then format (dense first, so the sparse rows find its time), then m.
+void sparse_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"shape", "format", "m"});
+    for (int shape : {0, 1, 2})
+        for (int format : {kDense, k24, kBitmask50, kBitmask70, kBitmask90})
+            for (int m : {1, 4, 16, 64}) b->Args({shape, format, m});
+}
+BENCHMARK(BM_sparse)->Apply(sparse_args)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.3);
+
+// ---- summary ----------------------------------------------------------------------------------
+
+class SummaryReporter : public benchmark::ConsoleReporter {
+public:
+    struct Row {
+        std::string label;
+        double us, gbps, fraction, speedup;
+    };
+
+    void ReportRuns(const std::vector<Run>& runs) override {
+        ConsoleReporter::ReportRuns(runs);
+        for (const Run& run : runs) {
+            if (run.error_occurred || run.report_label.empty()) continue;
+            auto counter = [&](const char* key) {
+                const auto it = run.counters.find(key);
+                return it == run.counters.end() ? 0.0 : double(it->second);
+            };
+            rows_.push_back(Row{run.report_label, run.GetAdjustedRealTime(), counter("GB/s"), counter("bw_fraction"), counter("vs_dense")});
+        }
+    }
+
+    void PrintSummary(const std::string& load_before) const {
+        std::printf("\nSummary (cpu backend, %d thread(s)); measured read bandwidth %.1f GB/s\n", bench_threads(), read_gbps_all());
+        std::printf("load average (1/5/15 min) at start: %s; at end: %s\n", load_before.c_str(), load_average().c_str());
+        std::printf("  %-36s %10s %8s %9s %9s\n", "case", "us/call", "GB/s", "of bw", "vs dense");
+        for (const Row& row : rows_) {
+            std::printf("  %-36s %10.1f %8.1f %8.0f%% ", row.label.c_str(), row.us, row.gbps, 100.0 * row.fraction);
+            if (row.speedup > 0) std::printf("%8.2fx\n", row.speedup);
+            else std::printf("%9s\n", "-");
+        }
+        std::printf("  (GB/s: weight bytes per call, values + index + row offsets, or the dense f16 matrix; of bw: fraction of the read bandwidth)\n");
+    }
+
+private:
+    std::vector<Row> rows_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    const std::string load_before = load_average();
+    SummaryReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    reporter.PrintSummary(load_before);
+    benchmark::Shutdown();
+    return 0;
+}
