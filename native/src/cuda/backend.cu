@@ -7,6 +7,7 @@
 #include "cuda/launch.cuh"
 #include "cuda/paged_attention.cuh"
 #include "cuda/qmatmul.cuh"
+#include "cuda/sparse_matmul.cuh"
 
 #include <cuda_runtime_api.h>
 
@@ -82,6 +83,7 @@ public:
     si_result softmax(const si_softmax_params& p) override { return run(launch_softmax, p); }
     si_result argmax(const si_argmax_params& p) override { return run(launch_argmax, p); }
     si_result qmatmul(const si_qmatmul_params& p) override { return run(launch_qmatmul, p); }
+    si_result sparse_matmul(const si_sparse_matmul_params& p) override { return run(launch_sparse_matmul, p); }
     si_result kv_write(const si_kv_write_params& p) override { return run(launch_kv_write, p); }
     si_result paged_attention_workspace_size(const si_paged_attention_params& p, int64_t* out_bytes) override {
         ScopedDevice scope;
