@@ -27,7 +27,20 @@ public static class CliApp
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         try
         {
-            return root.Parse(args).Invoke(config);
+            var parse = root.Parse(args);
+            // A bad command line is bad input (exit 2), like a bad model file, not a crash (1).
+            if (args.Length == 0)
+            {
+                root.Parse(["--help"]).Invoke(config);
+                return ExitCodes.BadInput;
+            }
+            if (parse.Errors.Count > 0)
+            {
+                foreach (var error in parse.Errors) stderr.WriteLine($"sharpinfer: {error.Message}");
+                stderr.WriteLine("Run 'sharpinfer --help' or 'sharpinfer <command> --help' for usage.");
+                return ExitCodes.BadInput;
+            }
+            return parse.Invoke(config);
         }
         catch (Exception e)
         {

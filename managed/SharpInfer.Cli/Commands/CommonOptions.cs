@@ -3,6 +3,7 @@ using System.CommandLine;
 using SharpInfer.Backends;
 using SharpInfer.Llama;
 using SharpInfer.Models;
+using SharpInfer.Quantization;
 
 namespace SharpInfer.Cli.Commands;
 
@@ -33,6 +34,14 @@ internal sealed class CommonOptions
                       "the sparse kernel and where a dense copy (timed at 1, 4, 16 and 64 rows on this backend).",
     };
 
+    public readonly Option<string> Activations = new("--activations")
+    {
+        Description = "How quantized weights meet the activations: auto (GGUF Q8_0/Q4_0/Q4_1/Q4_K quantize them to int8 per " +
+                      "32 columns, as llama.cpp computes these types, which runs the integer kernels; other checkpoints as " +
+                      "stored) or float (f32 activations for every quantized weight: the exact dequantized product, slower).",
+        DefaultValueFactory = _ => "auto",
+    };
+
     public void AddTo(Command command)
     {
         command.Options.Add(Model);
@@ -40,6 +49,23 @@ internal sealed class CommonOptions
         command.Options.Add(Threads);
         command.Options.Add(Json);
         command.Options.Add(Verbose);
+        Activations.AcceptOnlyFromAmong("auto", "float");
+        command.Options.Add(Activations);
+    }
+
+    /// <summary>--activations float: every quantized weight multiplies f32 activations.</summary>
+    private static int UseFloatActivations(ModelCheckpoint checkpoint)
+    {
+        int changed = 0;
+        foreach (string name in checkpoint.TensorNames)
+        {
+            if (checkpoint.GetTensor(name).Quantized is { } q && q.Activations != QuantActivations.Float)
+            {
+                q.SetActivations(QuantActivations.Float);
+                changed++;
+            }
+        }
+        return changed;
     }
 
     /// <summary>One line per group of sparse weights: which kernel runs at which batch size, and why.</summary>
@@ -59,6 +85,16 @@ internal sealed class CommonOptions
         var checkpoint = ModelLoader.Load(path);
         try
         {
+            if (parse.GetValue(Activations) == "float")
+            {
+                int changed = UseFloatActivations(checkpoint);
+                if (parse.GetValue(Verbose)) log.WriteLine($"activations: f32 for {changed} quantized weights that would quantize them");
+            }
+            else if (parse.GetValue(Verbose))
+            {
+                int blocks = checkpoint.TensorNames.Count(n => checkpoint.GetTensor(n).Quantized?.Activations == QuantActivations.Int8Block32);
+                if (blocks > 0) log.WriteLine($"activations: int8 per 32 columns for {blocks} quantized weights (as llama.cpp; --activations float for f32)");
+            }
             var backend = ComputeBackend.Open(parse.GetValue(Backend), threads);
             LlamaModel model;
             try

@@ -72,6 +72,33 @@ public class CliTests
     }
 
     [Fact]
+    public void QuantizedGguf_ActivationsOption_ChoosesBlockwiseInt8OrFloat()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"si-q4-{Guid.NewGuid():N}.gguf");
+        SyntheticModel.Write(path, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.Q4_0, seed: 5);
+        try
+        {
+            var (code, output, err) = Run("generate", "--model", path, "--max-tokens", "4", "--json", "--verbose");
+            Assert.True(code == 0, err);
+            var blockwise = System.Text.RegularExpressions.Regex.Match(err, @"activations: int8 per 32 columns for (\d+) quantized weights");
+            Assert.True(blockwise.Success, err);
+            int count = int.Parse(blockwise.Groups[1].Value);
+            Assert.True(count > 0);
+            using (var json = JsonDocument.Parse(output)) Assert.Equal(4, json.RootElement.GetProperty("generated_tokens").GetInt32());
+
+            (code, output, err) = Run("generate", "--model", path, "--max-tokens", "4", "--json", "--verbose", "--activations", "float");
+            Assert.True(code == 0, err);
+            Assert.Contains($"activations: f32 for {count} quantized weights", err);
+            using (var json = JsonDocument.Parse(output)) Assert.Equal(4, json.RootElement.GetProperty("generated_tokens").GetInt32());
+
+            (code, _, err) = Run("generate", "--model", path, "--activations", "int3");
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.Contains("int3", err);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void MissingModel_IsBadInput()
     {
         var (code, _, err) = Run("generate", "--model", "/nonexistent/model.gguf");
