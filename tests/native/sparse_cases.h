@@ -71,7 +71,8 @@ inline void PrintTo(const Case& c, std::ostream* os) { *os << c.name(); }
 // {4, 16, 33, 172, 257, 1000} (tails of the 16-wide chunks, ragged 2:4 groups, several mask
 // words), every m in {1, 3, 16, 17, 64, 129} (register-block tails) and every n in
 // {1, 7, 64, 97} (thread split tails), with and without bias and strides; f16 (the main case)
-// also runs the decode batches 2, 4, 5. 84 cases, each small enough for a 2-core CI.
+// also runs the decode batches 2, 4, 5, and each variant one batch of 16 over k = 2100. 88
+// cases, each small enough for a 2-core CI.
 inline std::vector<Case> grid() {
     const int32_t ms[] = {1, 3, 16, 17, 64, 129};
     const int32_t ks[] = {4, 16, 33, 172, 257, 1000};
@@ -104,6 +105,11 @@ inline std::vector<Case> grid() {
             c.bias = m != 2;
             cases.push_back(c);
         }
+        // A long row in a batch: the cpu's batched path works through k in tiles of 1024.
+        Case long_row{16, 33, 2100, v.format, v.sparsity, SI_DTYPE_BF16};
+        long_row.x_pad = 2;
+        long_row.bias = true;
+        cases.push_back(long_row);
     }
     return cases;
 }

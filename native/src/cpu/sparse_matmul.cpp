@@ -1,41 +1,51 @@
 // sparse_matmul.cpp (cpu): y = x . w^T (+ bias) for pruned weights in the 2:4 and bitmask
 // formats of sharpinfer.h, reading only the kept weights and their metadata (decode is bound
-// by the bytes read, so fewer bytes is the whole point) and never building a dense copy.
+// by the bytes read, so fewer bytes is the point) and never building a dense copy of w.
 //
-// Both formats decode 16 consecutive k (one "chunk") into the 16 lanes of a vector, each
-// weight in the lane of its k (zeros elsewhere), and FMA it with the dense x; a block kernel
-// computes R rows x J channels, so each decoded chunk feeds R rows and each x vector J
-// channels. Per ISA:
-//  - AVX-512, bitmask: the chunk's 16 mask bits are an opmask; vpexpandw (AVX512-VBMI2) loads
-//    that many packed f16/bf16 values straight into their lanes, then they widen to f32
-//    (f32 values: vexpandps). Without VBMI2 the values are loaded first (a masked load of
-//    popcount lanes) and widened, and vexpandps spreads them. The value pointer advances by the
-//    popcount; the 4 chunks of a mask word take their offsets from the word's prefix counts.
-//  - AVX-512, 2:4: each chunk is one uint16 of metadata and exactly 8 values; a 256-entry
-//    table turns a metadata byte (two groups) into the 8-bit lane mask of the kept positions
-//    (first < second, so values arrive in lane order), and vexpandps spreads the 8 widened
-//    values. No popcount, no pointer chain: chunk t's values sit at 8t.
+// Both formats decode 16 consecutive k (a "chunk") into the 16 lanes of a vector, each weight
+// in the lane of its k and zeros elsewhere, and FMA it with the dense x. Per ISA:
+//  - AVX-512, bitmask: the chunk's 16 mask bits are an opmask; 16 packed values are loaded
+//    from where the chunk's values start (an unmasked load: a masked 16-bit load made a chunk
+//    about 2x slower on Zen 5; only a matrix's last channels, whose values end the buffer,
+//    take the masked form), widened to f32, and vexpandps spreads the first popcount of them to the
+//    kept lanes. Each chunk's start is the word's running count of kept bits.
+//  - AVX-512, 2:4: a chunk is one uint16 of metadata and exactly 8 values, so chunk t's values
+//    sit at 8t. One 16-entry byte shuffle turns 32 chunks' metadata into their lane masks
+//    (a nibble's two positions -> 4 mask bits, first < second so values arrive in lane order);
+//    two chunks share one 16-value load and widening, and vexpandps spreads each half.
 //  - AVX2, 8 k per step: a table maps a mask byte (bitmask) or a metadata byte (2:4) to a
 //    vpermps index vector that moves the packed values to their lanes; bitmask lanes without a
 //    kept weight are cleared with the table's lane mask, 2:4 ones select a zero lane.
 //  - scalar: one loop per format over the kept weights only.
+// Tried and dropped (measured on the Zen 5 this was tuned on, see perf/native/bench_sparse.cpp):
+// vpexpandw (AVX512-VBMI2) straight from memory made the 90% case ~4x slower than the load +
+// vexpandps above, and from a register (32 lanes at once) it cost 2x more per chunk; blocks
+// of 8 interleaved channels made 16 short streams that the prefetchers followed poorly.
+//
+// Decode (m < kBatchedRows): one channel at a time, R <= 4 rows per pass, so a thread reads
+// the values and the metadata as two sequential streams (with a software prefetch ahead);
+// every output element keeps kSubAcc = 4 accumulators (chunk t goes to t % 4) to hide the FMA
+// latency. Batches (m >= kBatchedRows, AVX-512): 4 channels are decoded once into a per-thread
+// buffer of the very same vectors, then a 4 x 4 register-blocked kernel runs every row block
+// over them, one sub-accumulator pass at a time, in k tiles that stay in L1.
 // x past k is never read (masked / zero-padded tail loads); a 2:4 position at or past k holds
 // a zero weight and meets a zero x. Pruned positions contribute 0 * x, so for finite x the
 // result equals the ref's, which skips them (a non-finite x at a pruned position gives NaN in
 // the vector paths, as a dense matmul of the same weights would).
 //
 // Work splits over output channels like the dense matmul: blocks of 16 channels (and of 64
-// rows when m is large). Determinism: every output element owns one accumulator that walks k
-// in chunk order with the same operations whatever R, J, m or the thread split, and is
-// reduced in a fixed order, so a row's bits do not depend on the batch or the thread count.
+// rows when m is large). Determinism: both AVX-512 paths, and every R and J, apply to each
+// output element the same FMAs (sub-accumulator t % 4 takes chunk t, in order) and the same
+// final sum ((acc0 + acc1) + (acc2 + acc3), then a fixed-order reduction), so a row's bits do
+// not depend on the batch size, the path or the thread count (the AVX2 and scalar levels
+// likewise within themselves).
 #include "common/dtype.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/simd.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
-
+#include <vector>
 
 // The vector paths also count bits: POPCNT and BMI came with or before AVX2 on every x86 CPU.
 #define SI_TARGET_AVX2_SPARSE __attribute__((target("avx2,fma,f16c,popcnt,bmi,bmi2")))
@@ -48,6 +58,12 @@ namespace {
 constexpr int64_t kColBlock = 16;  // channels per work item
 constexpr int64_t kRowBlock = 64;  // rows per work item: the whole batch in decode
 constexpr int kSubAcc = 4;         // accumulators per output element (chunk index mod 4)
+// Software prefetch distances in bytes. A thread walks its channels in order, so the values
+// and the metadata are two sequential streams (each channel's continue into the next one's);
+// they are consumed slowly (a 90% sparse row has ~0.2 value bytes per k), which the hardware
+// prefetchers do not run far enough ahead of.
+constexpr int64_t kValuesAhead = 2048;
+constexpr int64_t kIndexAhead = 1024;
 
 template <si_dtype D>
 constexpr int64_t elem_size() { return D == SI_DTYPE_F32 ? 4 : 2; }
@@ -65,19 +81,8 @@ inline float finish(const si_sparse_matmul_params& p, int64_t channel, float dot
 
 inline const uint8_t* values_bytes(const si_sparse_matmul_params& p) { return static_cast<const uint8_t*>(p.values); }
 
-// 2:4 metadata nibble (bits 0-1 first position, 2-3 second) -> 4-bit mask of kept positions;
-// a byte holds two groups, so its mask is 8 bits.
-constexpr uint8_t pair_mask(unsigned nibble) { return uint8_t((1u << (nibble & 3u)) | (1u << (nibble >> 2))); }
-
-struct PairMaskTable {
-    uint8_t mask[256];
-};
-constexpr PairMaskTable make_pair_mask_table() {
-    PairMaskTable t{};
-    for (unsigned b = 0; b < 256; ++b) t.mask[b] = uint8_t(pair_mask(b & 15u) | (pair_mask(b >> 4) << 4));
-    return t;
-}
-constexpr PairMaskTable kPairMask = make_pair_mask_table();
+// 2:4 metadata nibble (bits 0-1 first position, 2-3 second) -> 4-bit mask of kept positions.
+constexpr char pair_mask(unsigned nibble) { return char((1u << (nibble & 3u)) | (1u << (nibble >> 2))); }
 
 // ---- scalar ----------------------------------------------------------------------------------
 
@@ -180,20 +185,18 @@ SI_TARGET_AVX2_SPARSE inline __m256 load4_values(const uint8_t* src) {
     return _mm256_insertf128_ps(_mm256_setzero_ps(), v, 0);
 }
 
-// The 8 weights of bitmask byte `bits` at their lanes; v points at the first packed value and
-// advances past them. Reads 8 values unless fewer than 8 remain before `end`.
-template <si_dtype D>
-SI_TARGET_AVX2_SPARSE inline __m256 decode8_bitmask(unsigned bits, const uint8_t*& v, const uint8_t* end) {
-    const int count = _mm_popcnt_u32(bits);
+// The 8 weights of bitmask byte `bits` at their lanes, whose packed values start at v. kFull:
+// 8 values may be read at v (the buffer goes on); else only popcount(bits) are, through a copy.
+template <si_dtype D, bool kFull>
+SI_TARGET_AVX2_SPARSE inline __m256 decode8_bitmask(unsigned bits, const uint8_t* v) {
     __m256 packed;
-    if (v + 8 * elem_size<D>() <= end) {
+    if constexpr (kFull) {
         packed = simd::load8<D>(v, 0);
     } else {
         alignas(32) uint8_t buffer[32] = {};
-        std::memcpy(buffer, v, size_t(count * elem_size<D>()));
+        std::memcpy(buffer, v, size_t(_mm_popcnt_u32(bits) * elem_size<D>()));
         packed = simd::load8<D>(buffer, 0);
     }
-    v += count * elem_size<D>();
     const ExpandEntry& e = kExpand.e[bits];
     const __m256 spread = _mm256_permutevar8x32_ps(packed, _mm256_load_si256(reinterpret_cast<const __m256i*>(e.index)));
     return _mm256_and_ps(spread, _mm256_load_ps(reinterpret_cast<const float*>(e.lane_mask)));
@@ -220,7 +223,7 @@ SI_TARGET_AVX2_SPARSE inline void fma_step8(__m256 (&acc)[R][kSubAcc], const flo
 }
 
 // R rows of channel c.
-template <si_dtype D, si_sparse_format F, int R>
+template <si_dtype D, si_sparse_format F, int R, bool kFull>
 SI_TARGET_AVX2_SPARSE void block_avx2(const Job& job, int64_t r0, int64_t c) {
     const si_sparse_matmul_params& p = *job.p;
     const int64_t k = p.k;
@@ -236,6 +239,8 @@ SI_TARGET_AVX2_SPARSE void block_avx2(const Job& job, int64_t r0, int64_t c) {
         const uint16_t* meta = static_cast<const uint16_t*>(p.index) + c * job.meta_words;
         const uint8_t* v = values_bytes(p) + c * job.meta_words * 8 * elem_size<D>();
         for (int64_t t = 0; t < job.meta_words; ++t) {  // 16 k: two steps, sub-accumulators 2t, 2t+1 (mod 4)
+            if (t % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(v + 8 * t * elem_size<D>()) + kValuesAhead, _MM_HINT_T0);
+            if (t % 32 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta + t) + kIndexAhead, _MM_HINT_T0);
             const unsigned word = meta[t];
             const int s = int(2 * t) % kSubAcc;
             fma_step8<R>(acc, x, decode8_2_4<D>(word & 0xffu, v + 8 * t * elem_size<D>()), 16 * t, k, s);
@@ -245,15 +250,20 @@ SI_TARGET_AVX2_SPARSE void block_avx2(const Job& job, int64_t r0, int64_t c) {
     } else {
         const uint64_t* mask = static_cast<const uint64_t*>(p.index) + c * job.mask_words;
         const uint8_t* v = values_bytes(p) + p.row_offsets[c] * elem_size<D>();
-        const uint8_t* end = values_bytes(p) + p.row_offsets[p.n] * elem_size<D>();
         for (int64_t w = 0; w < job.mask_words; ++w) {
-            const uint64_t word = mask[w];
+            _mm_prefetch(reinterpret_cast<const char*>(mask + w) + kIndexAhead, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(v) + kValuesAhead, _MM_HINT_T0);
+            // As in block_avx512: the word's bytes are the steps' lane masks; each step's values
+            // start after the previous steps' counts.
+            const uint8_t* bits = reinterpret_cast<const uint8_t*>(mask + w);
+            const uint8_t* at[9];
+            at[0] = v;
 #pragma GCC unroll 8
-            for (int b = 0; b < 8; ++b) {
-                const int64_t i = 64 * w + 8 * b;
-                if (i >= k) break;
-                fma_step8<R>(acc, x, decode8_bitmask<D>(unsigned(word >> (8 * b)) & 0xffu, v, end), i, k, b % kSubAcc);
-            }
+            for (int b = 0; b < 8; ++b) at[b + 1] = at[b] + _mm_popcnt_u32(bits[b]) * elem_size<D>();
+#pragma GCC unroll 8
+            for (int b = 0; b < 8; ++b)
+                if (64 * w + 8 * b < k) fma_step8<R>(acc, x, decode8_bitmask<D, kFull>(bits[b], at[b]), 64 * w + 8 * b, k, b % kSubAcc);
+            v = at[8];
         }
     }
 #pragma GCC unroll 8
@@ -263,17 +273,25 @@ SI_TARGET_AVX2_SPARSE void block_avx2(const Job& job, int64_t r0, int64_t c) {
     }
 }
 
+template <si_dtype D, si_sparse_format F, bool kFull>
+SI_TARGET_AVX2_SPARSE void rows_avx2(const Job& job, int64_t r0, int64_t r1, int64_t c) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) block_avx2<D, F, 4, kFull>(job, r, c);
+    switch (r1 - r) {
+        case 3: block_avx2<D, F, 3, kFull>(job, r, c); break;
+        case 2: block_avx2<D, F, 2, kFull>(job, r, c); break;
+        case 1: block_avx2<D, F, 1, kFull>(job, r, c); break;
+        default: break;
+    }
+}
+
 template <si_dtype D, si_sparse_format F>
 SI_TARGET_AVX2_SPARSE void tile_avx2(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const si_sparse_matmul_params& p = *job.p;
     for (int64_t c = c0; c < c1; ++c) {
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) block_avx2<D, F, 4>(job, r, c);
-        switch (r1 - r) {
-            case 3: block_avx2<D, F, 3>(job, r, c); break;
-            case 2: block_avx2<D, F, 2>(job, r, c); break;
-            case 1: block_avx2<D, F, 1>(job, r, c); break;
-            default: break;
-        }
+        // As in tile_avx512: only the channels whose values end the buffer copy their tails.
+        if (F == SI_SPARSE_2_4 || p.row_offsets[c + 1] + 8 <= p.row_offsets[p.n]) rows_avx2<D, F, true>(job, r0, r1, c);
+        else rows_avx2<D, F, false>(job, r0, r1, c);
     }
 }
 
@@ -282,7 +300,7 @@ SI_TARGET_AVX2_SPARSE void tile_avx2(const Job& job, int64_t r0, int64_t r1, int
 // The 16 weights of a bitmask chunk with lane mask `bits`, whose packed values start at v:
 // load the values, widen, spread the first popcount(bits) of them to the kept lanes. kFull:
 // 16 values may be read at v (the buffer goes on); else only popcount(bits) are, through a
-// masked load (which is much slower on some CPUs, so only a matrix's last rows take it).
+// masked load (about 2x slower per chunk on Zen 5, so only the last channels take it).
 template <si_dtype D, bool kFull>
 SI_TARGET_AVX512_SPARSE inline __m512 decode16_bitmask(unsigned bits, const uint8_t* v) {
     __mmask16 first = __mmask16(0xffffu);
@@ -298,10 +316,23 @@ SI_TARGET_AVX512_SPARSE inline __m512 decode16_bitmask(unsigned bits, const uint
     return _mm512_maskz_expand_ps(__mmask16(bits), packed);
 }
 
-// The 16 weights of a 2:4 chunk with metadata word `meta`, whose 8 values start at v.
+// The lane masks of up to 32 2:4 chunks: each metadata nibble (a group's two positions)
+// becomes the 4-bit mask of its kept lanes through one 16-entry byte shuffle, so metadata word
+// t turns into chunk t's 16-bit lane mask in place. Reads `count` words at meta.
+SI_TARGET_AVX512_SPARSE inline void lane_masks_2_4(const uint16_t* meta, int64_t count, uint16_t (&masks)[32]) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(pair_mask(0), pair_mask(1), pair_mask(2), pair_mask(3), pair_mask(4), pair_mask(5),
+                                                               pair_mask(6), pair_mask(7), pair_mask(8), pair_mask(9), pair_mask(10), pair_mask(11),
+                                                               pair_mask(12), pair_mask(13), pair_mask(14), pair_mask(15)));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i bytes = count >= 32 ? _mm512_loadu_si512(meta) : _mm512_maskz_loadu_epi16(__mmask32(_bzhi_u32(~0u, unsigned(count))), meta);
+    const __m512i first = _mm512_shuffle_epi8(table, _mm512_and_si512(bytes, low4));
+    const __m512i second = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4));
+    _mm512_storeu_si512(masks, _mm512_or_si512(first, _mm512_slli_epi16(second, 4)));
+}
+
+// The 16 weights of a 2:4 chunk with lane mask m, whose 8 values start at v.
 template <si_dtype D>
-SI_TARGET_AVX512_SPARSE inline __m512 decode16_2_4(unsigned meta, const uint8_t* v) {
-    const __mmask16 m = __mmask16(kPairMask.mask[meta & 0xffu] | (unsigned(kPairMask.mask[meta >> 8]) << 8));
+SI_TARGET_AVX512_SPARSE inline __m512 decode16_2_4(__mmask16 m, const uint8_t* v) {
     __m256 packed;
     if constexpr (D == SI_DTYPE_F32) {
         packed = _mm256_loadu_ps(reinterpret_cast<const float*>(v));
@@ -310,7 +341,17 @@ SI_TARGET_AVX512_SPARSE inline __m512 decode16_2_4(unsigned meta, const uint8_t*
         if constexpr (D == SI_DTYPE_F16) packed = _mm256_cvtph_ps(h);
         else packed = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
-    return _mm512_maskz_expand_ps(m, _mm512_insertf32x8(_mm512_setzero_ps(), packed, 0));
+    // vexpandps reads only the low popcount(m) = 8 lanes of its source.
+    return _mm512_maskz_expand_ps(m, _mm512_castps256_ps512(packed));
+}
+
+// The weights of 2:4 chunks t and t + 1 (lane masks m0, m1; their 16 values start at v): one
+// 16-value load and widening for both, the upper 8 values moved down for the second.
+template <si_dtype D>
+SI_TARGET_AVX512_SPARSE inline void decode32_2_4(__mmask16 m0, __mmask16 m1, const uint8_t* v, __m512* w0, __m512* w1) {
+    const __m512 packed = simd::load16<D>(v, 0);
+    *w0 = _mm512_maskz_expand_ps(m0, packed);
+    *w1 = _mm512_maskz_expand_ps(m1, _mm512_shuffle_f32x4(packed, packed, 0xee));
 }
 
 // One chunk at i: the decoded weights meet each row's 16 x into sub-accumulator s. Unless
@@ -345,41 +386,54 @@ SI_TARGET_AVX512_SPARSE void block_avx512(const Job& job, int64_t r0, int64_t c)
     if constexpr (F == SI_SPARSE_2_4) {
         const uint16_t* meta = static_cast<const uint16_t*>(p.index) + c * job.meta_words;
         const uint8_t* v = values_bytes(p) + c * job.meta_words * 8 * elem_size<D>();
-        // Four chunks per step, chunk s into sub-accumulator s (the loops unroll fully, so the
-        // accumulators stay in registers).
-        for (int64_t t = 0; t < job.meta_words; t += 4) {
-            if (t + 4 <= job.meta_words && 16 * (t + 4) <= k) {
+        // 32 chunks' lane masks at a time, then four chunks per step, chunk t into
+        // sub-accumulator t % 4 (the loops unroll fully, so the accumulators stay in registers).
+        alignas(64) uint16_t masks[32];
+        for (int64_t t0 = 0; t0 < job.meta_words; t0 += 32) {
+            _mm_prefetch(reinterpret_cast<const char*>(meta + t0) + kIndexAhead, _MM_HINT_T0);
+            lane_masks_2_4(meta + t0, job.meta_words - t0, masks);
+            const int64_t t_end = std::min<int64_t>(t0 + 32, job.meta_words);
+            for (int64_t t = t0; t < t_end; t += 4) {
+                _mm_prefetch(reinterpret_cast<const char*>(v + t * 8 * elem_size<D>()) + kValuesAhead, _MM_HINT_T0);
+                if (t + 4 <= t_end && 16 * (t + 4) <= k) {
+#pragma GCC unroll 2
+                    for (int s = 0; s < 4; s += 2) {
+                        __m512 w0, w1;
+                        decode32_2_4<D>(masks[t - t0 + s], masks[t - t0 + s + 1], v + (t + s) * 8 * elem_size<D>(), &w0, &w1);
+                        fma_chunk16<R, true>(acc, x, w0, 16 * (t + s), k, s);
+                        fma_chunk16<R, true>(acc, x, w1, 16 * (t + s + 1), k, s + 1);
+                    }
+                } else {
 #pragma GCC unroll 4
-                for (int s = 0; s < 4; ++s)
-                    fma_chunk16<R, true>(acc, x, decode16_2_4<D>(meta[t + s], v + (t + s) * 8 * elem_size<D>()), 16 * (t + s), k, s);
-            } else {
-#pragma GCC unroll 4
-                for (int s = 0; s < 4; ++s)
-                    if (t + s < job.meta_words)
-                        fma_chunk16<R, false>(acc, x, decode16_2_4<D>(meta[t + s], v + (t + s) * 8 * elem_size<D>()), 16 * (t + s), k, s);
+                    for (int s = 0; s < 4; ++s)
+                        if (t + s < t_end)
+                            fma_chunk16<R, false>(acc, x, decode16_2_4<D>(masks[t - t0 + s], v + (t + s) * 8 * elem_size<D>()), 16 * (t + s), k, s);
+                }
             }
         }
     } else {
         const uint64_t* mask = static_cast<const uint64_t*>(p.index) + c * job.mask_words;
         const uint8_t* v = values_bytes(p) + p.row_offsets[c] * elem_size<D>();
         for (int64_t w = 0; w < job.mask_words; ++w) {
-            const uint64_t word = mask[w];
-            // The chunks' value offsets from prefix counts of the word: no chain between chunks.
-            const int64_t at[4] = {0, int64_t(_mm_popcnt_u64(word & 0xffffull)), int64_t(_mm_popcnt_u64(word & 0xffffffffull)),
-                                   int64_t(_mm_popcnt_u64(word & 0xffffffffffffull))};
+            _mm_prefetch(reinterpret_cast<const char*>(mask + w) + kIndexAhead, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(v) + kValuesAhead, _MM_HINT_T0);
+            // The word's four 16-bit pieces are the chunks' lane masks (x86 is little-endian);
+            // each chunk's values start after the previous chunks' counts.
+            const uint16_t* bits = reinterpret_cast<const uint16_t*>(mask + w);
+            const uint8_t* at[5];
+            at[0] = v;
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; ++s) at[s + 1] = at[s] + _mm_popcnt_u32(bits[s]) * elem_size<D>();
             if (64 * w + 64 <= k) {
 #pragma GCC unroll 4
                 for (int s = 0; s < 4; ++s)
-                    fma_chunk16<R, true>(acc, x, decode16_bitmask<D, kFull>(unsigned(word >> (16 * s)) & 0xffffu, v + at[s] * elem_size<D>()),
-                                         64 * w + 16 * s, k, s);
+                    fma_chunk16<R, true>(acc, x, decode16_bitmask<D, kFull>(bits[s], at[s]), 64 * w + 16 * s, k, s);
             } else {
 #pragma GCC unroll 4
                 for (int s = 0; s < 4; ++s)
-                    if (64 * w + 16 * s < k)
-                        fma_chunk16<R, false>(acc, x, decode16_bitmask<D, kFull>(unsigned(word >> (16 * s)) & 0xffffu, v + at[s] * elem_size<D>()),
-                                              64 * w + 16 * s, k, s);
+                    if (64 * w + 16 * s < k) fma_chunk16<R, false>(acc, x, decode16_bitmask<D, kFull>(bits[s], at[s]), 64 * w + 16 * s, k, s);
             }
-            v += int64_t(_mm_popcnt_u64(word)) * elem_size<D>();
+            v = at[4];
         }
     }
 #pragma GCC unroll 8
@@ -401,8 +455,175 @@ SI_TARGET_AVX512_SPARSE void rows_avx512(const Job& job, int64_t r0, int64_t r1,
     }
 }
 
+// ---- AVX-512, batches of kBatchedRows or more: decode once, then a dense micro-kernel ------------
+
+constexpr int64_t kTileChunks = 64;  // k tile of the micro-kernel: 1024 k, 16 KiB of decoded weights for 4 channels
+constexpr int kDecodedChannels = 4;  // channels decoded together (the micro-kernel's J)
+
+// Channel c's chunks decoded into out[0, chunks): the very vectors the per-chunk path builds.
+template <si_dtype D, si_sparse_format F, bool kFull>
+SI_TARGET_AVX512_SPARSE void decode_channel(const Job& job, int64_t c, __m512* out) {
+    const si_sparse_matmul_params& p = *job.p;
+    const int64_t k = p.k;
+    if constexpr (F == SI_SPARSE_2_4) {
+        const uint16_t* meta = static_cast<const uint16_t*>(p.index) + c * job.meta_words;
+        const uint8_t* v = values_bytes(p) + c * job.meta_words * 8 * elem_size<D>();
+        alignas(64) uint16_t masks[32];
+        for (int64_t t0 = 0; t0 < job.meta_words; t0 += 32) {
+            lane_masks_2_4(meta + t0, job.meta_words - t0, masks);
+            const int64_t t_end = std::min<int64_t>(t0 + 32, job.meta_words);
+            int64_t t = t0;
+            for (; t + 2 <= t_end; t += 2) decode32_2_4<D>(masks[t - t0], masks[t - t0 + 1], v + t * 8 * elem_size<D>(), out + t, out + t + 1);
+            if (t < t_end) out[t] = decode16_2_4<D>(masks[t - t0], v + t * 8 * elem_size<D>());
+        }
+    } else {
+        const uint64_t* mask = static_cast<const uint64_t*>(p.index) + c * job.mask_words;
+        const uint8_t* v = values_bytes(p) + p.row_offsets[c] * elem_size<D>();
+        for (int64_t w = 0; w < job.mask_words; ++w) {
+            // As in block_avx512: chunk starts from the running count, whole words unchecked.
+            const uint16_t* bits = reinterpret_cast<const uint16_t*>(mask + w);
+            const uint8_t* at[5];
+            at[0] = v;
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; ++s) at[s + 1] = at[s] + _mm_popcnt_u32(bits[s]) * elem_size<D>();
+            if (64 * w + 64 <= k) {
+#pragma GCC unroll 4
+                for (int s = 0; s < 4; ++s) out[4 * w + s] = decode16_bitmask<D, kFull>(bits[s], at[s]);
+            } else {
+#pragma GCC unroll 4
+                for (int s = 0; s < 4; ++s)
+                    if (64 * w + 16 * s < k) out[4 * w + s] = decode16_bitmask<D, kFull>(bits[s], at[s]);
+            }
+            v = at[4];
+        }
+    }
+}
+
+// The sub-accumulators of one row block: [sub-accumulator][row][channel].
+using BlockSums = __m512[kSubAcc][4][kDecodedChannels];
+
+// R rows x J channels over chunks [t0, t1) of decoded channels w[J]: the per-chunk path's
+// arithmetic exactly, sub-accumulator s taking chunks s, s + 4, ... in order (one pass per s,
+// so that R x J accumulators fit in registers; between tiles they rest in sums).
+template <int R, int J>
+SI_TARGET_AVX512_SPARSE void tile_decoded(const Job& job, int64_t r0, const __m512* const (&w)[J], int64_t t0, int64_t t1, BlockSums& sums) {
+    const si_sparse_matmul_params& p = *job.p;
+    const int64_t k = p.k;
+    const int64_t inside_end = std::min(t1, k / 16);  // chunks that end at or before k
+    const float* x[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = p.x + (r0 + r) * p.x_stride;
+#pragma GCC unroll 4
+    for (int s = 0; s < kSubAcc; ++s) {
+        __m512 acc[R][J];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) acc[r][j] = t0 == 0 ? _mm512_setzero_ps() : sums[s][r][j];
+        int64_t t = t0 + s;
+        for (; t < inside_end; t += kSubAcc) {
+            __m512 wv[J];
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) wv[j] = _mm512_load_ps(reinterpret_cast<const float*>(w[j] + t));
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m512 xv = _mm512_loadu_ps(x[r] + 16 * t);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) acc[r][j] = _mm512_fmadd_ps(xv, wv[j], acc[r][j]);
+            }
+        }
+        if (t < t1) {  // the chunk holding k's end
+            const __mmask16 tail = simd::tail_mask16(k - 16 * t);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                const __m512 xv = _mm512_maskz_loadu_ps(tail, x[r] + 16 * t);
+#pragma GCC unroll 8
+                for (int j = 0; j < J; ++j) acc[r][j] = _mm512_fmadd_ps(xv, w[j][t], acc[r][j]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+            for (int j = 0; j < J; ++j) sums[s][r][j] = acc[r][j];
+    }
+}
+
+// y of the row block from its sub-accumulators, summed as the per-chunk path sums them.
+template <int R, int J>
+SI_TARGET_AVX512_SPARSE void finish_decoded(const Job& job, int64_t r0, int64_t c0, const BlockSums& sums) {
+    const si_sparse_matmul_params& p = *job.p;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+            const __m512 sum = _mm512_add_ps(_mm512_add_ps(sums[0][r][j], sums[1][r][j]), _mm512_add_ps(sums[2][r][j], sums[3][r][j]));
+            p.y[(r0 + r) * p.y_stride + c0 + j] = finish(p, c0 + j, _mm512_reduce_add_ps(sum));
+        }
+}
+
+// Rows [r0, r1) (at most kRowBlock) x channels [c0, c0 + J): k tiles outermost, so a tile of
+// decoded weights (J x kTileChunks vectors, 16 KiB) stays in L1 while every row block runs
+// over it; each row block's sub-accumulators rest in sums[] between tiles.
+template <int J>
+SI_TARGET_AVX512_SPARSE void rows_decoded(const Job& job, int64_t r0, int64_t r1, int64_t c0, const __m512* const (&w)[J], int64_t chunks,
+                                          BlockSums* sums) {
+    const int64_t full = (r1 - r0) / 4, rest = (r1 - r0) % 4;
+    for (int64_t t0 = 0; t0 < chunks; t0 += kTileChunks) {
+        const int64_t t1 = std::min<int64_t>(t0 + kTileChunks, chunks);
+        for (int64_t b = 0; b < full; ++b) tile_decoded<4, J>(job, r0 + 4 * b, w, t0, t1, sums[b]);
+        switch (rest) {
+            case 3: tile_decoded<3, J>(job, r0 + 4 * full, w, t0, t1, sums[full]); break;
+            case 2: tile_decoded<2, J>(job, r0 + 4 * full, w, t0, t1, sums[full]); break;
+            case 1: tile_decoded<1, J>(job, r0 + 4 * full, w, t0, t1, sums[full]); break;
+            default: break;
+        }
+    }
+    for (int64_t b = 0; b < full; ++b) finish_decoded<4, J>(job, r0 + 4 * b, c0, sums[b]);
+    switch (rest) {
+        case 3: finish_decoded<3, J>(job, r0 + 4 * full, c0, sums[full]); break;
+        case 2: finish_decoded<2, J>(job, r0 + 4 * full, c0, sums[full]); break;
+        case 1: finish_decoded<1, J>(job, r0 + 4 * full, c0, sums[full]); break;
+        default: break;
+    }
+}
+
+// Per-thread buffer for decoded weights (64-byte aligned), kept between calls.
+__m512* decode_buffer(size_t vectors) {
+    thread_local std::vector<uint8_t> buffer;
+    if (buffer.size() < vectors * 64 + 64) buffer.resize(vectors * 64 + 64);
+    const uintptr_t at = reinterpret_cast<uintptr_t>(buffer.data());
+    return reinterpret_cast<__m512*>(buffer.data() + (64 - at % 64) % 64);
+}
+
+constexpr int64_t kBatchedRows = 8;  // from this many rows on, decode once per channel block
+
+template <si_dtype D, si_sparse_format F>
+SI_TARGET_AVX512_SPARSE void tile_batched_avx512(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const si_sparse_matmul_params& p = *job.p;
+    const int64_t chunks = (int64_t(p.k) + 15) / 16;
+    // Decoded weights, then the row blocks' sub-accumulators (r1 - r0 <= kRowBlock rows).
+    const int64_t sums_vectors = (kRowBlock / 4) * int64_t(sizeof(BlockSums) / sizeof(__m512));
+    __m512* buffer = decode_buffer(size_t(kDecodedChannels * chunks + sums_vectors));
+    BlockSums* sums = reinterpret_cast<BlockSums*>(buffer + kDecodedChannels * chunks);
+    for (int64_t c = c0; c < c1; c += kDecodedChannels) {
+        const int64_t count = std::min<int64_t>(kDecodedChannels, c1 - c);
+        for (int64_t j = 0; j < count; ++j) {
+            if (F == SI_SPARSE_2_4 || p.row_offsets[c + j + 1] + 16 <= p.row_offsets[p.n]) decode_channel<D, F, true>(job, c + j, buffer + j * chunks);
+            else decode_channel<D, F, false>(job, c + j, buffer + j * chunks);
+        }
+        const __m512* const w4[4] = {buffer, buffer + chunks, buffer + 2 * chunks, buffer + 3 * chunks};
+        switch (count) {
+            case 4: rows_decoded<4>(job, r0, r1, c, w4, chunks, sums); break;
+            case 3: rows_decoded<3>(job, r0, r1, c, {w4[0], w4[1], w4[2]}, chunks, sums); break;
+            case 2: rows_decoded<2>(job, r0, r1, c, {w4[0], w4[1]}, chunks, sums); break;
+            default: rows_decoded<1>(job, r0, r1, c, {w4[0]}, chunks, sums); break;
+        }
+    }
+}
+
 template <si_dtype D, si_sparse_format F>
 SI_TARGET_AVX512_SPARSE void tile_avx512(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    if (r1 - r0 >= kBatchedRows) return tile_batched_avx512<D, F>(job, r0, r1, c0, c1);
     const si_sparse_matmul_params& p = *job.p;
     for (int64_t c = c0; c < c1; ++c) {
         // The arithmetic is the same either way; only how the values are loaded differs.
