@@ -1,9 +1,7 @@
 // bench_attention_cuda.cu: CUDA-event timings of the cuda paged attention kernel
 // (native/src/cuda/paged_attention.cuh), figures rather than tests:
-//   prefill TFLOP/s: bf16 cache, head dim 128, 32 heads, sequence 8192 (2048 with --quick),
-//     batch 1 and 2, causal (FLOPs = 4 * B * H * D * S(S+1)/2) and non-causal (4 * B * H * D *
-//     S^2), plus non-causal at 8192 always (the target shape), each as a fraction of
-//     FlashAttention-2's published H100 forward figure (~350 TFLOP/s, bf16, head dim 128);
+//   prefill TFLOP/s: bf16 cache, head dim 128, 32 heads, sequence 8192, batch 1 and 2, causal
+//     (FLOPs = 4 * B * H * D * S(S+1)/2) and non-causal (4 * B * H * D * S^2);
 //   decode GB/s of K/V read: 32 query heads / 8 kv heads, head dim 128, bf16 cache, block 16,
 //     batch 8 and 32 x context 4096 and 16384 (split-K and combine included), as a fraction
 //     of the device's theoretical HBM bandwidth (memory clock x bus width) and of the read
@@ -14,15 +12,7 @@
 // the ABI, on host copies) at a small size through the same launch path.
 // Non-causal attention rides on the kernel's GQA row packing: one query token whose "group"
 // is the S queries of a head, all at the last position, so every row sees every key.
-// Versions, both timed on every shape (both instantiated from the src/ header):
-//   v1 = PagedTile<1, 1>: 64-row blocks (16 rows per warp), one K and one V buffer, 3 barriers
-//        per 64-key tile.
-//   v2 = what the library launches (paged_attention.cu make_plan): prefill PagedTile<2, 2>
-//        (128-row blocks, 32 rows per warp so each K/V fragment feeds two mma's, 32-key
-//        tiles double-buffered with 1 barrier per tile), decode PagedTile<1, 2> (64-key
-//        tiles double-buffered); both with the block-table read one tile ahead and the
-//        softmax scale folded into the exponent's FMA. Falls back to v1 where two blocks of
-//        the v2 configuration do not fit an SM.
+// Versions: v1 = the src/ kernel (unified FA2-style mma.sync prefill/decode + split-K combine).
 // Usage: si_bench_attention_cuda [--quick] [--json FILE]
 #include "cuda/paged_attention.cuh"
 
@@ -113,43 +103,6 @@ struct Config {
     int kv_heads;
 };
 
-// One compiled configuration of the kernel, launched through its function pointer.
-struct Kernel {
-    void (*fn)(PagedAttentionArgs) = nullptr;
-    const char* name = "";
-    int smem = 0, block_rows = 0, resident = 0, registers = 0, local_bytes = 0;
-};
-
-template <typename Tile>
-Kernel kernel_for(const char* name) {
-    Kernel k;
-    k.fn = si::cuda::paged_attention_kernel<kHeadDim, BF16Cache, Tile>;
-    k.name = name;
-    k.smem = si::cuda::paged::PagedSmem<kHeadDim, Tile>::kBytes;
-    k.block_rows = Tile::kBlockRows;
-    int device = 0, optin = 0;
-    CHECK_CUDA(cudaGetDevice(&device));
-    CHECK_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    if (k.smem > optin) return k;  // resident 0: not runnable here
-    CHECK_CUDA(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem));
-    CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&k.resident, k.fn, si::cuda::paged::kThreads, k.smem));
-    cudaFuncAttributes attributes{};
-    CHECK_CUDA(cudaFuncGetAttributes(&attributes, k.fn));
-    k.registers = attributes.numRegs;
-    k.local_bytes = int(attributes.localSizeBytes);
-    return k;
-}
-
-Kernel legacy_kernel() { return kernel_for<si::cuda::paged::LegacyTile>("v1 PagedTile<1,1>"); }
-
-// The library's choice (paged_attention.cu make_plan): decode-only batches DecodeTile, else
-// PrefillTile, each only when two blocks fit an SM.
-Kernel library_kernel(bool decode) {
-    using namespace si::cuda::paged;
-    const Kernel k = decode ? kernel_for<DecodeTile>("v2 DecodeTile") : kernel_for<PrefillTile<kHeadDim, BF16Cache>>("v2 PrefillTile");
-    return k.resident >= 2 ? k : legacy_kernel();
-}
-
 struct Problem {
     Config cfg;
     si_paged_attention_params p{};  // device pointers, as the ABI would receive them
@@ -159,10 +112,18 @@ struct Problem {
     PagedAttentionArgs args{};
     dim3 grid;
     int n_splits = 1;
-    Kernel kernel;
 };
 
-Problem make_problem(const Config& cfg, const Kernel& kernel, int sms, uint64_t seed) {
+int resident_blocks() {
+    int resident = 0;
+    constexpr int smem = si::cuda::paged::PagedSmem<kHeadDim>::kBytes;
+    CHECK_CUDA(cudaFuncSetAttribute(si::cuda::paged_attention_kernel<kHeadDim, BF16Cache>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, si::cuda::paged_attention_kernel<kHeadDim, BF16Cache>,
+                                                             si::cuda::paged::kThreads, smem));
+    return resident;
+}
+
+Problem make_problem(const Config& cfg, int sms, uint64_t seed) {
     Problem pr;
     pr.cfg = cfg;
     const bool noncausal = cfg.kind == "prefill-noncausal", decode = cfg.kind == "decode";
@@ -218,11 +179,9 @@ Problem make_problem(const Config& cfg, const Kernel& kernel, int sms, uint64_t 
 
     // The library's plan (paged_attention.cu make_plan), with non-causal rows never split.
     const int group = n_heads / cfg.kv_heads;
-    pr.n_splits = noncausal ? 1 : si::cuda::paged_attention_splits(cfg.batch, cfg.kv_heads, cfg.seq, kHeadDim, sms, kernel.resident);
-    pr.kernel = kernel;
-    const int rows = kernel.block_rows;
-    const int64_t row_tiles = (int64_t(q_len) * group + rows - 1) / rows;
-    const int64_t decode_blocks = int64_t(pr.n_splits) * ((group + rows - 1) / rows);
+    pr.n_splits = noncausal ? 1 : si::cuda::paged_attention_splits(cfg.batch, cfg.kv_heads, cfg.seq, kHeadDim, sms, resident_blocks());
+    const int64_t row_tiles = (int64_t(q_len) * group + 63) / 64;
+    const int64_t decode_blocks = int64_t(pr.n_splits) * ((group + 63) / 64);
     pr.grid = dim3(unsigned(std::max(row_tiles, decode_blocks)), unsigned(cfg.kv_heads), unsigned(cfg.batch));
 
     PagedAttentionArgs& a = pr.args;
@@ -266,7 +225,8 @@ void free_problem(Problem& pr) {
 }
 
 void launch(const Problem& pr, cudaStream_t stream) {
-    pr.kernel.fn<<<pr.grid, si::cuda::paged::kThreads, pr.kernel.smem, stream>>>(pr.args);
+    constexpr int smem = si::cuda::paged::PagedSmem<kHeadDim>::kBytes;
+    si::cuda::paged_attention_kernel<kHeadDim, BF16Cache><<<pr.grid, si::cuda::paged::kThreads, smem, stream>>>(pr.args);
     if (pr.n_splits > 1) {
         si::cuda::paged_attention_combine_kernel<kHeadDim>
             <<<dim3(unsigned(pr.args.n_heads), unsigned(pr.cfg.batch)), std::min(kHeadDim, 256), 0, stream>>>(pr.args);
@@ -392,12 +352,7 @@ int main(int argc, char** argv) {
     const Bandwidth bw = measure_bandwidth(device, stream, quick);
     std::printf("device: %s, %d SMs, sm_%d%d, HBM theoretical %.0f GB/s, measured read %.0f GB/s, d2d copy %.0f GB/s (read+write)\n",
                 prop.name, prop.multiProcessorCount, prop.major, prop.minor, bw.theoretical_gbs, bw.read_gbs, bw.copy_gbs);
-    const Kernel kernels[3] = {library_kernel(false), library_kernel(true), legacy_kernel()};
-    for (const Kernel& k : kernels) {
-        std::printf("kernel: paged_attention_kernel<128, bf16 cache> %-16s %3d rows/block, %6d B smem, %d resident blocks/SM, %d registers, %d B local (spills)\n",
-                    k.name, k.block_rows, k.smem, k.resident, k.registers, k.local_bytes);
-    }
-    constexpr double kFa2Tflops = 350.0;  // FlashAttention-2's published H100 forward figure, bf16, head dim 128
+    std::printf("kernel: paged_attention_kernel<128, bf16 cache>, %d resident blocks/SM\n", resident_blocks());
 
     std::string json = "{\n  \"device\": \"" + std::string(prop.name) + "\",\n  \"hbm_theoretical_gbs\": " + std::to_string(bw.theoretical_gbs) +
                        ",\n  \"read_gbs\": " + std::to_string(bw.read_gbs) + ",\n  \"copy_gbs\": " + std::to_string(bw.copy_gbs) + ",\n  \"results\": [\n";
@@ -414,73 +369,53 @@ int main(int argc, char** argv) {
         {{"prefill-causal", 2, 256, 8, 8}, {"prefill-causal", 2, seq, 32, 32}},
         {{"prefill-noncausal", 1, 256, 8, 8}, {"prefill-noncausal", 1, seq, 32, 32}},
         {{"prefill-noncausal", 1, 256, 8, 8}, {"prefill-noncausal", 2, seq, 32, 32}},
-    };
-    if (quick) {  // the target shape: ~4 ms per call at 300 TFLOP/s
-        items.push_back({{"prefill-noncausal", 1, 300, 8, 8}, {"prefill-noncausal", 1, 8192, 32, 32}});
-        items.push_back({{"prefill-noncausal", 1, 300, 8, 8}, {"prefill-noncausal", 2, 8192, 32, 32}});
-    }
-    const std::vector<Item> decode_items = {
         {{"decode", 8, 1024, 32, 8}, {"decode", 8, 4096, 32, 8}},
         {{"decode", 8, 1024, 32, 8}, {"decode", 8, 16384, 32, 8}},
         {{"decode", 32, 300, 32, 8}, {"decode", 32, 4096, 32, 8}},
         {{"decode", 32, 300, 32, 8}, {"decode", 32, 16384, 32, 8}},
     };
-    items.insert(items.end(), decode_items.begin(), decode_items.end());
     for (const Item& item : items) {
+        Problem small = make_problem(item.check, prop.multiProcessorCount, 17);
+        const double err = check_against_ref(small, stream);
+        free_problem(small);
+        const bool ok = err <= 2e-2;
+        Problem pr = make_problem(item.timed, prop.multiProcessorCount, 29);
         const Config& c = item.timed;
-        const bool decode = c.kind == "decode";
-        // v2 (the library's choice) and v1, each checked against ref first.
-        const Kernel versions[2] = {library_kernel(decode), legacy_kernel()};
-        for (int v = 0; v < 2; ++v) {
-            const Kernel& kernel = versions[v];
-            const char* version = v == 0 ? "v2" : "v1";
-            Problem small = make_problem(item.check, kernel, prop.multiProcessorCount, 17);
-            const double err = check_against_ref(small, stream);
-            free_problem(small);
-            const bool ok = err <= 2e-2;
-            char line[640];
-            if (!ok) {
-                ++failures;
-                std::snprintf(line, sizeof line, "%s %-18s B=%-2d S=%-5d H=%d/%d: ref check FAILED at S=%d (max|err| %.3g): not timed", version,
-                              c.kind.c_str(), c.batch, c.seq, c.heads, c.kv_heads, item.check.seq, err);
-                std::printf("%s\n", line);
-                continue;
-            }
-            Problem pr = make_problem(c, kernel, prop.multiProcessorCount, 29);
-            const double ms = time_ms([&](cudaStream_t s) { launch(pr, s); }, stream, quick);
-            std::string figure;
-            double value = 0.0, fraction = 0.0, fraction_read = 0.0;
-            if (decode) {
-                const double bytes = 2.0 * c.batch * double(c.seq) * c.kv_heads * kHeadDim * 2.0;  // K and V, bf16
-                value = bytes / (ms * 1e-3) / 1e9;
-                fraction = bw.theoretical_gbs > 0 ? value / bw.theoretical_gbs : 0.0;
-                fraction_read = value / bw.read_gbs;
-                std::snprintf(line, sizeof line,
-                              "%s %-18s B=%-2d ctx=%-5d H=%d/%d D=128 bf16 splits=%-2d %9.1f us %7.0f GB/s (%4.1f%% of theoretical, %4.1f%% of measured read) [check max|err| %.2g]",
-                              version, c.kind.c_str(), c.batch, c.seq, c.heads, c.kv_heads, pr.n_splits, ms * 1e3, value, 100.0 * fraction,
-                              100.0 * fraction_read, err);
-                figure = "gbs";
-            } else {
-                const double s = c.seq;
-                const double flops = c.kind == "prefill-causal" ? 4.0 * c.batch * c.heads * kHeadDim * s * (s + 1) / 2 : 4.0 * c.batch * c.heads * kHeadDim * s * s;
-                value = flops / (ms * 1e-3) / 1e12;
-                fraction = value / kFa2Tflops;
-                std::snprintf(line, sizeof line, "%s %-18s B=%-2d S=%-5d H=%d/%d D=128 bf16 %9.3f ms %7.1f TFLOP/s (%5.1f%% of FA2's 350) [check max|err| %.2g]",
-                              version, c.kind.c_str(), c.batch, c.seq, c.heads, c.kv_heads, ms, value, 100.0 * fraction, err);
-                figure = "tflops";
-            }
+        char line[512];
+        if (!ok) {
+            ++failures;
+            std::snprintf(line, sizeof line, "%-18s B=%-2d S=%-5d H=%d/%d: ref check FAILED at S=%d (max|err| %.3g): not timed",
+                          c.kind.c_str(), c.batch, c.seq, c.heads, c.kv_heads, item.check.seq, err);
             std::printf("%s\n", line);
-            std::fflush(stdout);
-            json += std::string(first ? "" : ",\n") + "    {\"version\": \"" + version + "\", \"kernel\": \"" + kernel.name + "\", \"kind\": \"" + c.kind +
-                    "\", \"batch\": " + std::to_string(c.batch) + ", \"seq\": " + std::to_string(c.seq) + ", \"heads\": " + std::to_string(c.heads) +
-                    ", \"kv_heads\": " + std::to_string(c.kv_heads) + ", \"splits\": " + std::to_string(pr.n_splits) + ", \"ms\": " + std::to_string(ms) +
-                    ", \"" + figure + "\": " + std::to_string(value) + (decode ? ", \"fraction_of_theoretical\": " + std::to_string(fraction) +
-                                                                                 ", \"fraction_of_measured_read\": " + std::to_string(fraction_read)
-                                                                           : ", \"fraction_of_fa2_350\": " + std::to_string(fraction)) +
-                    ", \"check_max_err\": " + std::to_string(err) + "}";
-            first = false;
             free_problem(pr);
+            continue;
         }
+        const double ms = time_ms([&](cudaStream_t s) { launch(pr, s); }, stream, quick);
+        std::string figure;
+        double value = 0.0;
+        if (c.kind == "decode") {
+            const double bytes = 2.0 * c.batch * double(c.seq) * c.kv_heads * kHeadDim * 2.0;  // K and V, bf16
+            value = bytes / (ms * 1e-3) / 1e9;
+            std::snprintf(line, sizeof line, "%-18s B=%-2d ctx=%-5d H=%d/%d D=128 bf16 splits=%-2d %9.1f us %7.0f GB/s (%4.1f%% of theoretical, %4.1f%% of measured read) [check max|err| %.2g]",
+                          c.kind.c_str(), c.batch, c.seq, c.heads, c.kv_heads, pr.n_splits, ms * 1e3, value,
+                          bw.theoretical_gbs > 0 ? 100.0 * value / bw.theoretical_gbs : 0.0, 100.0 * value / bw.read_gbs, err);
+            figure = "gbs";
+        } else {
+            const double s = c.seq;
+            const double flops = c.kind == "prefill-causal" ? 4.0 * c.batch * c.heads * kHeadDim * s * (s + 1) / 2 : 4.0 * c.batch * c.heads * kHeadDim * s * s;
+            value = flops / (ms * 1e-3) / 1e12;
+            std::snprintf(line, sizeof line, "%-18s B=%-2d S=%-5d H=%d/%d D=128 bf16 %9.3f ms %7.1f TFLOP/s [check max|err| %.2g]",
+                          c.kind.c_str(), c.batch, c.seq, c.heads, c.kv_heads, ms, value, err);
+            figure = "tflops";
+        }
+        std::printf("%s\n", line);
+        std::fflush(stdout);
+        json += std::string(first ? "" : ",\n") + "    {\"kind\": \"" + c.kind + "\", \"batch\": " + std::to_string(c.batch) + ", \"seq\": " +
+                std::to_string(c.seq) + ", \"heads\": " + std::to_string(c.heads) + ", \"kv_heads\": " + std::to_string(c.kv_heads) +
+                ", \"splits\": " + std::to_string(pr.n_splits) + ", \"ms\": " + std::to_string(ms) + ", \"" + figure + "\": " +
+                std::to_string(value) + ", \"check_max_err\": " + std::to_string(err) + "}";
+        first = false;
+        free_problem(pr);
     }
     json += "\n  ]\n}\n";
     if (json_path) {

@@ -1,7 +1,6 @@
 // paged_attention.cu: plans and launches paged attention (paged_attention.cuh): picks the
-// block configuration (DecodeTile, PrefillTile or LegacyTile) and the flash-decoding split
-// count, lays out the workspace, instantiates the kernel per head dim x cache dtype x
-// configuration (56 kernels, plus 5 combine kernels) and runs the combine kernel when decode
+// flash-decoding split count, lays out the workspace, instantiates the kernel per head dim x
+// cache dtype (20 kernels, plus 5 combine kernels) and runs the combine kernel when decode
 // rows were split.
 #include "cuda/cuda_check.cuh"
 #include "cuda/nvtx.cuh"
@@ -47,49 +46,30 @@ si_result dispatch_cache_dtype(si_dtype dtype, Fn&& fn) {
     }
 }
 
-// Which block configuration (paged_attention.cuh PagedTile) a launch runs.
-enum class TileKind { kLegacy, kDecode, kPrefill };
-
-template <int D, typename Cache, typename Fn>
-si_result dispatch_tile(TileKind kind, Fn&& fn) {
-    switch (kind) {
-        case TileKind::kDecode: return fn(paged::DecodeTile{});
-        case TileKind::kPrefill: return fn(paged::PrefillTile<D, Cache>{});
-        default: return fn(paged::LegacyTile{});
-    }
-}
-
 // One launch's plan, the same for workspace sizing and for the launch itself.
 struct Plan {
-    TileKind tile = TileKind::kLegacy;
-    int block_rows = 64;
     int n_splits = 1;
-    int64_t split_out_bytes = 0;  // workspace: partials, then their stats
+    int64_t split_out_bytes = 0;  // workspace: partial outputs, then their stats
     int64_t workspace_bytes = 0;
     dim3 grid;
 };
 
-// Once per kernel and device: allow its dynamic shared memory (over 48 KiB for most) and ask
-// how many blocks an SM holds; 0 when the device cannot give one block that much shared
-// memory. Cached, since decode calls this every layer of every step.
+// Once per kernel and device: allow its dynamic shared memory (over 48 KiB for D >= 128) and
+// ask how many blocks an SM holds. Cached, since decode calls this every layer of every step.
 constexpr int kMaxDevices = 64;
-template <int D, typename Cache, typename Tile>
+template <int D, typename Cache>
 si_result prepare_kernel(int device, int* resident_blocks) {
-    static std::atomic<int> cached[kMaxDevices];  // 0 = not yet prepared on that device, else resident + 1
+    static std::atomic<int> cached[kMaxDevices];  // 0 = not yet prepared on that device
     const int slot = device < kMaxDevices ? device : kMaxDevices - 1;
-    int known = device < kMaxDevices ? cached[slot].load(std::memory_order_relaxed) : 0;
-    if (known == 0) {
-        constexpr int smem = paged::PagedSmem<D, Tile>::kBytes;
-        int optin = 0, resident = 0;
-        SI_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-        if (smem <= optin) {
-            SI_CUDA_CHECK(cudaFuncSetAttribute(paged_attention_kernel<D, Cache, Tile>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-            SI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, paged_attention_kernel<D, Cache, Tile>, paged::kThreads, smem));
-        }
-        known = resident + 1;
-        if (device < kMaxDevices) cached[slot].store(known, std::memory_order_relaxed);
+    int resident = device < kMaxDevices ? cached[slot].load(std::memory_order_relaxed) : 0;
+    if (resident == 0) {
+        constexpr int smem = paged::PagedSmem<D>::kBytes;
+        SI_CUDA_CHECK(cudaFuncSetAttribute(paged_attention_kernel<D, Cache>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        SI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, paged_attention_kernel<D, Cache>, paged::kThreads, smem));
+        resident = std::max(resident, 1);
+        if (device < kMaxDevices) cached[slot].store(resident, std::memory_order_relaxed);
     }
-    *resident_blocks = known - 1;
+    *resident_blocks = resident;
     return SI_OK;
 }
 
@@ -100,44 +80,19 @@ si_result make_plan(const si_paged_attention_params& p, Plan* plan) {
                     p.n_seqs, p.cache.n_kv_heads);
     }
     const int group = p.n_heads / p.cache.n_kv_heads;
-    if (p.n_seqs == 0 || p.max_q_len <= 0) {  // nothing to launch
-        plan->grid = dim3(0, 0, 0);
-        return SI_OK;
-    }
-
-    // The configuration: DecodeTile for decode-only batches, PrefillTile otherwise, when the
-    // device holds two of its blocks per SM (the 4 warps of one block cannot hide the
-    // latencies alone); else LegacyTile (64-row blocks, single-buffered: ~53 KB at D = 128).
-    int device = 0, sms = 0, resident = 0;
-    SI_CUDA_CHECK(cudaGetDevice(&device));
-    SI_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    const TileKind preferred = p.max_q_len == 1 ? TileKind::kDecode : TileKind::kPrefill;
-    auto prepare = [&](TileKind kind) {
-        return dispatch_head_dim(p.cache.head_dim, [&](auto head_dim) {
-            constexpr int D = decltype(head_dim)::value;
-            return dispatch_cache_dtype(p.cache.dtype, [&](auto cache) {
-                using Cache = decltype(cache);
-                return dispatch_tile<D, Cache>(kind, [&](auto tile) {
-                    using Tile = decltype(tile);
-                    plan->block_rows = Tile::kBlockRows;
-                    return prepare_kernel<D, Cache, Tile>(device, &resident);
-                });
-            });
-        });
-    };
-    plan->tile = preferred;
-    SI_RETURN_IF_ERROR(prepare(preferred));
-    if (resident < 2) {
-        plan->tile = TileKind::kLegacy;
-        SI_RETURN_IF_ERROR(prepare(TileKind::kLegacy));
-    }
-    const int block_rows = plan->block_rows;
-    const int64_t row_tiles = (int64_t(p.max_q_len) * group + block_rows - 1) / block_rows;
-    if (row_tiles > INT_MAX) return fail(SI_ERR_UNSUPPORTED, "si_paged_attention: max_q_len * group = %lld rows is too many", (long long)row_tiles * block_rows);
+    const int64_t row_tiles = (int64_t(p.max_q_len) * group + paged::kBlockRows - 1) / paged::kBlockRows;
+    if (row_tiles > INT_MAX) return fail(SI_ERR_UNSUPPORTED, "si_paged_attention: max_q_len * group = %lld rows is too many", (long long)row_tiles * paged::kBlockRows);
 
     int n_splits = 1;
     const int64_t keys = p.variant.sliding_window > 0 ? std::min(p.max_context_len, p.variant.sliding_window) : p.max_context_len;
-    if (keys >= 4 * paged::tile_keys(p.cache.head_dim)) {
+    if (p.n_seqs > 0 && p.max_q_len > 0 && keys >= 4 * paged::tile_keys(p.cache.head_dim)) {
+        int device = 0, sms = 0, resident = 0;
+        SI_CUDA_CHECK(cudaGetDevice(&device));
+        SI_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        SI_RETURN_IF_ERROR(dispatch_head_dim(p.cache.head_dim, [&](auto head_dim) {
+            constexpr int D = decltype(head_dim)::value;
+            return dispatch_cache_dtype(p.cache.dtype, [&](auto cache) { return prepare_kernel<D, decltype(cache)>(device, &resident); });
+        }));
         n_splits = paged_attention_splits(p.n_seqs, p.cache.n_kv_heads, keys, p.cache.head_dim, sms, resident);
     }
     plan->n_splits = n_splits;
@@ -146,7 +101,7 @@ si_result make_plan(const si_paged_attention_params& p, Plan* plan) {
         plan->split_out_bytes = partials * p.cache.head_dim * int64_t(sizeof(float));
         plan->workspace_bytes = plan->split_out_bytes + partials * int64_t(sizeof(SoftmaxPartial));
     }
-    const int64_t decode_blocks = int64_t(n_splits) * ((group + block_rows - 1) / block_rows);
+    const int64_t decode_blocks = int64_t(n_splits) * ((group + paged::kBlockRows - 1) / paged::kBlockRows);
     plan->grid = dim3(unsigned(std::max(row_tiles, decode_blocks)), unsigned(p.cache.n_kv_heads), unsigned(p.n_seqs));
     return SI_OK;
 }
@@ -166,6 +121,9 @@ si_result launch_paged_attention(const si_paged_attention_params& p, cudaStream_
     if (p.n_seqs == 0 || p.max_q_len == 0) return SI_OK;
     const uintptr_t pools = reinterpret_cast<uintptr_t>(p.cache.k_pool) | reinterpret_cast<uintptr_t>(p.cache.v_pool);
     if (pools % 16 != 0) return fail(SI_ERR_UNSUPPORTED, "si_paged_attention: the cuda backend needs 16-byte aligned k_pool and v_pool");
+
+    int device = 0;
+    SI_CUDA_CHECK(cudaGetDevice(&device));
 
     PagedAttentionArgs a{};
     a.q = p.q;
@@ -200,12 +158,11 @@ si_result launch_paged_attention(const si_paged_attention_params& p, cudaStream_
             constexpr int D = decltype(head_dim)::value;
             return dispatch_cache_dtype(p.cache.dtype, [&](auto cache) {
                 using Cache = decltype(cache);
-                return dispatch_tile<D, Cache>(plan.tile, [&](auto tile) {
-                    using Tile = decltype(tile);
-                    constexpr int smem = paged::PagedSmem<D, Tile>::kBytes;
-                    paged_attention_kernel<D, Cache, Tile><<<plan.grid, paged::kThreads, smem, stream>>>(a);
-                    return check_launch("si_paged_attention");
-                });
+                constexpr int smem = paged::PagedSmem<D>::kBytes;
+                int resident = 0;
+                SI_RETURN_IF_ERROR((prepare_kernel<D, Cache>(device, &resident)));
+                paged_attention_kernel<D, Cache><<<plan.grid, paged::kThreads, smem, stream>>>(a);
+                return check_launch("si_paged_attention");
             });
         }));
     }

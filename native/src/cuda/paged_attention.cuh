@@ -2,31 +2,25 @@
 // decode rows in one kernel (FlashAttention-2 tiling, mma.sync tensor cores, cp.async),
 // plus the split-K combine kernel and the launcher declarations backend.cu calls.
 //
-// Kernel shape (one block = 4 warps = 128 threads; PagedTile below sets the rows per warp and
-// the K/V buffering, the launcher picks one per launch):
-//   grid (x, n_kv_heads, n_seqs). A block owns up to kBlockRows (64 or 128) "rows" of one
-//   sequence and one KV head, a row being a (query token, query head of the GQA group) pair:
-//   row r of the sequence is query r / group, head kv_head * group + r % group. Packing the
-//   group's heads into rows makes the heads share every K/V tile load (decode reads K/V once
-//   per group).
+// Kernel shape (one block = 4 warps = 128 threads):
+//   grid (x, n_kv_heads, n_seqs). A block owns up to 64 "rows" of one sequence and one KV
+//   head, a row being a (query token, query head of the GQA group) pair: row r of the
+//   sequence is query r / group, head kv_head * group + r % group. Packing the group's heads
+//   into rows makes the heads share every K/V tile load (decode reads K/V once per group).
 //   - q_len > 1, or no split: blockIdx.x is the row tile, heaviest (latest) tile first.
 //   - q_len == 1 with n_splits > 1 (flash-decoding): blockIdx.x is the key split (times the
-//     row tile when a group has over kBlockRows heads); the block writes an unnormalized
-//     partial and its softmax stats to the workspace, and the combine kernel merges the
-//     splits (common/kv_quant.h merge_softmax_partials).
+//     row tile when a group has over 64 heads); the block writes an unnormalized partial
+//     and its softmax stats to the workspace, and the combine kernel merges the splits
+//     (common/kv_quant.h merge_softmax_partials).
 //   Blocks past their sequence's work exit at once (the host only knows max_q_len).
-// Keys stream through shared memory in tiles of 64 or 32 keys, each key's row found through
-// the block table. Single-buffered (PagedTile<1, 1>, the first version): K(t+1) loads while
-// softmax and P.V of tile t run, V(t+1) while S of tile t+1 runs. Multi-buffered: K and V of
-// the next tiles load while tile t is computed, one barrier per tile. Warps split the block's
-// rows (16 or 32 each) for prefill; a block with at most a quarter (half) of its rows lets 4
-// (2) warps take different keys of each tile instead, merged at the end, so a decode block
-// does not leave three warps idle. Each warp keeps S and O in mma accumulators, per m16 tile:
+// Keys stream through shared memory in tiles of 64 (32 at D = 256), each key's row found
+// through the block table; K(t+1) loads while softmax and P.V of tile t run, V(t+1) while S
+// of tile t+1 runs. Warps split the block's 64 rows (4 x 16) for prefill; a block with <= 16
+// (<= 32) rows lets 4 (2) warps take different keys of each tile instead, merged at the end,
+// so a decode block does not leave three warps idle. Each warp keeps S and O in mma
+// accumulators:
 //   S[16 x keys] = Q[16 x D] K^T   (m16n8k16; A = Q from registers or shared, B = K rows)
 //   O[16 x D]   += P[16 x keys] V  (A = P straight from S's accumulators, B = V via ldmatrix.trans)
-// With two m16 tiles per warp each K/V fragment loaded by ldmatrix feeds two mma's.
-// Softmax runs in the log2 domain on ex2.approx; unless a hook needs the logits themselves
-// the scale * log2(e) multiply rides in the exponent's FMA.
 // Operands are bf16 (f16 for an f16 cache: the cache's own values, unrounded). An f32 cache
 // is rounded to bf16 as it is loaded; an int8 cache is widened exactly (int8 fits bf16) and
 // its per-(token, head) scales are applied in f32: k_scale to S, v_scale folded into P.
@@ -60,41 +54,9 @@ si_result launch_paged_attention(const si_paged_attention_params& p, cudaStream_
 namespace paged {
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
+constexpr int kBlockRows = 64;  // (query, head) rows per block, 16 per warp
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-
-// A block configuration. kMTiles m16 tiles of rows per warp (16 or 32 rows; a block holds 4
-// warps' rows), kStages K/V tile buffers:
-//   kStages = 1: one K and one V buffer; K(t+1) loads during softmax and P.V of tile t, V(t+1)
-//     during S of tile t+1; 3 barriers per key tile.
-//   kStages >= 2: K and V of tiles t+1 .. t+kStages-1 load while tile t is computed; 1 barrier
-//     per key tile, and a whole tile's compute to hide each load.
-// With two m16 tiles every K/V fragment a warp takes from shared memory feeds two mma's (one
-// per m16 tile) and a block reads each K/V tile for 128 rows instead of 64, halving the
-// shared-memory and L2 traffic per FLOP.
-template <int kMTiles_, int kStages_>
-struct PagedTile {
-    static constexpr int kMTiles = kMTiles_;
-    static constexpr int kStages = kStages_;
-    static constexpr int kWarpRows = 16 * kMTiles;
-    static constexpr int kBlockRows = kWarps * kWarpRows;
-    static constexpr int kSlotBuffers = kStages > 2 ? kStages : 2;  // key -> cache slot tables (and int8 scales)
-    static_assert(kMTiles == 1 || kMTiles == 2, "16 or 32 rows per warp");
-    static_assert(kStages >= 1 && kStages <= 4, "1 to 4 K/V buffers");
-};
-
-// v1 (the first kernel, kept as the fallback): 64-row blocks, single K/V buffers.
-using LegacyTile = PagedTile<1, 1>;
-// What the launcher runs when the device holds 2 blocks of it per SM (else LegacyTile).
-// Set kUseLegacyTiles to run LegacyTile everywhere (the v1 configuration).
-constexpr bool kUseLegacyTiles = false;
-// Decode-only launches (every q_len <= 1): 64-row blocks (a decode block has <= group rows)
-// with double-buffered K/V so each block keeps a whole K+V tile in flight.
-using DecodeTile = std::conditional_t<kUseLegacyTiles, LegacyTile, PagedTile<1, 2>>;
-// Everything else: 128-row blocks, double-buffered, up to head dim 128 (O of 32 rows x 256
-// dims would need 256 registers; an int8 cache's widening spills at 128 on sm_80).
-template <int D, typename Cache>
-using PrefillTile = std::conditional_t<(kUseLegacyTiles || D > 128 || (D == 128 && Cache::kScaled)), DecodeTile, PagedTile<2, 2>>;
 }  // namespace paged
 
 // Head dims with a compiled kernel; anything else is SI_ERR_UNSUPPORTED.
@@ -187,15 +149,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                  : "r"(address));
 }
 
-// 2^x on the SFU: ex2.approx.ftz (relative error ~2^-22; subnormal results flush to 0, which
-// as softmax weights next to the row maximum's weight 1 change nothing). exp2f would add the
-// subnormal range fix-up around the same instruction.
-__device__ __forceinline__ float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
 // mma.sync m16n8k16, f32 accumulate. With g = lane/4, t = lane%4:
 //   a[0] = A(g, 2t..2t+1)  a[1] = A(g+8, 2t..)  a[2] = A(g, 2t+8..)  a[3] = A(g+8, 2t+8..)
 //   b0 = B(2t..2t+1, g)    b1 = B(2t+8.., g)
@@ -279,55 +232,51 @@ struct I8Cache {
 
 // ---- shared memory ------------------------------------------------------------------------------
 
-// Keys per K/V tile, and the blocks per SM the register budget is set for (__launch_bounds__
-// min blocks 3 or 2 = at most 168 or 255 registers). With 16 rows per warp, D <= 80 fits 168
+// Per head dim: keys per K/V tile, and the blocks per SM the register budget is set for
+// (__launch_bounds__ min blocks 3 or 2 = at most 168 or 255 registers). D <= 80 fits 168
 // with room to spare (130-160 on sm_80/sm_90; an f32 cache's conversion needs more at 80);
 // 128 would spill at D = 64. D = 256 takes 32-key tiles so that O (128 registers) and S fit.
-// 32 rows per warp double O and S: 32-key tiles and 255 registers at every D (64-key tiles
-// spill at D = 128: O 128 + S 64 + the rest).
-constexpr int tile_keys(int head_dim, int m_tiles = 1) { return head_dim > 128 || m_tiles > 1 ? 32 : 64; }
+constexpr int tile_keys(int head_dim) { return head_dim > 128 ? 32 : 64; }
 
-template <int D, typename Cache, typename Tile>
+template <int D, typename Cache>
 constexpr int min_blocks_per_sm() {
-    return Tile::kMTiles == 1 && (D <= 64 || (D <= 80 && Cache::kDtype != SI_DTYPE_F32)) ? 3 : 2;
+    return D <= 64 || (D <= 80 && Cache::kDtype != SI_DTYPE_F32) ? 3 : 2;
 }
 
-template <int D, typename Tile>
+template <int D>
 struct PagedShape {
-    static constexpr int kTileKeys = tile_keys(D, Tile::kMTiles);
+    static constexpr int kTileKeys = tile_keys(D);
     static constexpr int kKeyTiles = kTileKeys / 8;     // n8 tiles of S per warp, at most
     static constexpr int kKeySteps = kTileKeys / 16;    // k16 steps of P.V per warp, at most
 };
 
-// A Q tile of kBlockRows rows and kStages K and V tiles of kTileKeys rows, D operand elements
-// each, every row padded by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix hit 8
-// different 4-bank groups (and the 16-byte cp.async stores of 8 consecutive chunks too).
-// After the key loop the same bytes hold the warps' unnormalized outputs for the cross-warp
-// merge (Q is dead by then: in registers, or read only inside the loop).
-template <int D, typename Tile>
+// A Q tile of 64 rows and K, V tiles of kTileKeys rows, D operand elements each, every row
+// padded by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix hit 8 different
+// 4-bank groups. After the key loop the same bytes hold the warps' unnormalized outputs for
+// the cross-warp merge (Q is dead by then: in registers, or read only inside the loop).
+template <int D>
 struct PagedSmem {
-    static constexpr int kTileKeys = PagedShape<D, Tile>::kTileKeys;
+    static constexpr int kTileKeys = PagedShape<D>::kTileKeys;
     static constexpr int kStride = D + 8;  // elements per tile row
-    static constexpr int kTileBytes = kTileKeys * kStride * 2;
-    static constexpr int kBuffers = Tile::kSlotBuffers;
-    static constexpr int kQ = 0;                                             // u16 [kBlockRows][kStride]
-    static constexpr int kK = Tile::kBlockRows * kStride * 2;                // u16 [kStages][kTileKeys][kStride]
-    static constexpr int kV = kK + Tile::kStages * kTileBytes;               // u16 [kStages][kTileKeys][kStride]
-    static constexpr int kSlots = kV + Tile::kStages * kTileBytes;           // int [kBuffers][kTileKeys]: cache slot of each key, -1 = none
-    static constexpr int kKScale = kSlots + kBuffers * kTileKeys * 4;        // float [kBuffers][kTileKeys] (int8 caches)
-    static constexpr int kVScale = kKScale + kBuffers * kTileKeys * 4;       // float [kBuffers][kTileKeys] (int8 caches)
-    static constexpr int kStats = kVScale + kBuffers * kTileKeys * 4;        // SoftmaxPartial [4 warps][kWarpRows]
-    static constexpr int kBytes = kStats + kWarps * Tile::kWarpRows * int(sizeof(SoftmaxPartial));
-    static constexpr int kMergeOut = 0;                                      // float [4 warps][kWarpRows][D]
-    static_assert(kWarps * Tile::kWarpRows * D * 4 <= kSlots, "the merge area must fit in the Q, K and V tiles");
+    static constexpr int kQ = 0;                                        // u16 [64][kStride]
+    static constexpr int kK = kBlockRows * kStride * 2;                 // u16 [kTileKeys][kStride]
+    static constexpr int kV = kK + kTileKeys * kStride * 2;             // u16 [kTileKeys][kStride]
+    static constexpr int kSlots = kV + kTileKeys * kStride * 2;         // int [2 buffers][kTileKeys]: cache slot of each key, -1 = none
+    static constexpr int kKScale = kSlots + 2 * kTileKeys * 4;          // float [2][kTileKeys] (int8 caches)
+    static constexpr int kVScale = kKScale + 2 * kTileKeys * 4;         // float [2][kTileKeys] (int8 caches)
+    static constexpr int kStats = kVScale + 2 * kTileKeys * 4;          // SoftmaxPartial [4 warps][16 rows]
+    static constexpr int kBytes = kStats + kWarps * 16 * int(sizeof(SoftmaxPartial));
+    static constexpr int kMergeOut = 0;                                 // float [4 warps][16 rows][D]
+    static_assert(kWarps * 16 * D * 4 <= kSlots, "the merge area must fit in the Q, K and V tiles");
 };
 
 // Issues the loads of one K or V tile (kTileKeys keys x D) into `tile`. slots[k] is key k's cache
 // slot or -1 (outside the block's key range: zeros, never read from the cache).
-template <int D, typename Cache, int kTileKeys>
+template <int D, typename Cache>
 __device__ __forceinline__ void load_kv_tile(uint16_t* tile, const typename Cache::Element* pool, const float* scale_pool,
                                              float* tile_scales, const int* slots, int n_kv_heads, int kv_head) {
-    constexpr int kStride = D + 8;
+    constexpr int kStride = PagedSmem<D>::kStride;
+    constexpr int kTileKeys = PagedShape<D>::kTileKeys;
     constexpr int kChunksPerRow = D / Cache::kChunkElements;
     constexpr int kChunks = kTileKeys * kChunksPerRow;
     constexpr int kRounds = (kChunks + kThreads - 1) / kThreads;
@@ -353,22 +302,18 @@ __device__ __forceinline__ void load_kv_tile(uint16_t* tile, const typename Cach
 
 // ---- the attention kernel -----------------------------------------------------------------------
 
-template <int D, typename Cache, typename Tile>
-__global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, Cache, Tile>()))
+template <int D, typename Cache>
+__global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, Cache>()))
     paged_attention_kernel(const PagedAttentionArgs a) {
     using namespace paged;
     using Operand = typename Cache::Operand;
     using Element = typename Cache::Element;
-    using Smem = PagedSmem<D, Tile>;
-    using Shape = PagedShape<D, Tile>;
+    using Smem = PagedSmem<D>;
+    using Shape = PagedShape<D>;
     constexpr int kTileKeys = Shape::kTileKeys;
     constexpr int kStride = Smem::kStride;
     constexpr int kDimSteps = D / 16;              // k16 steps of Q.K^T; pairs of n8 tiles of O
-    constexpr int kMTiles = Tile::kMTiles;
-    constexpr int kWarpRows = Tile::kWarpRows;
-    constexpr int kBlockRows = Tile::kBlockRows;
-    constexpr int kStages = Tile::kStages;
-    constexpr bool kQInRegisters = kMTiles * D <= 128;  // else Q fragments are read from shared memory
+    constexpr bool kQInRegisters = D <= 128;       // D = 256 reads Q fragments from shared memory
     constexpr uint32_t kRowBytes = kStride * 2;
 
     extern __shared__ __align__(16) unsigned char smem[];
@@ -394,7 +339,7 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
     const bool split = q_len == 1 && a.n_splits > 1;
     const int row_tiles = (rows + kBlockRows - 1) / kBlockRows;
     int row0 = 0, split_index = 0;
-    if (split) {  // blockIdx.x = row tile * n_splits + split (one row tile unless group > kBlockRows)
+    if (split) {  // blockIdx.x = row tile * n_splits + split (one row tile unless group > 64)
         if (int(blockIdx.x) >= row_tiles * a.n_splits) return;
         row0 = int(blockIdx.x) / a.n_splits * kBlockRows;
         split_index = int(blockIdx.x) % a.n_splits;
@@ -403,7 +348,7 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
         row0 = (row_tiles - 1 - int(blockIdx.x)) * kBlockRows;  // latest rows (most keys) first
     }
     const int block_rows = min(kBlockRows, rows - row0);
-    const int row_warps = block_rows <= kWarpRows ? 1 : block_rows <= 2 * kWarpRows ? 2 : 4;
+    const int row_warps = block_rows <= 16 ? 1 : block_rows <= 32 ? 2 : 4;
     const int key_warps = min(kWarps / row_warps, Shape::kKeySteps);  // warps sharing a row range
     const int warp_row = warp / key_warps, warp_key = warp % key_warps;
     const int warp_keys = kTileKeys / key_warps;  // keys of each tile this warp scores: 16 to 64
@@ -422,27 +367,24 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
     }
     const int load_hi = min(block_last_pos, kv_lo + tile_end * kTileKeys - 1);  // last key read
 
-    // This thread's rows: 8i + g of its warp's kWarpRows for i < 2 kMTiles (rows g and g + 8 of
-    // each m16 tile, in accumulator order), and the warp's position range.
+    // This thread's two rows (g and g + 8 of its warp's 16) and the warp's position range.
     const int g = lane >> 2, t4 = lane & 3;
-    const int warp_row0 = warp_row * kWarpRows;
+    const int warp_row0 = warp_row * 16;
     const bool warp_has_rows = warp_row < row_warps && warp_row0 < block_rows;
-    int row_pos[2 * kMTiles];
+    int row_pos[2];
 #pragma unroll
-    for (int i = 0; i < 2 * kMTiles; ++i) {
-        const int r = warp_row0 + 8 * i + g;
+    for (int i = 0; i < 2; ++i) {
+        const int r = warp_row0 + g + 8 * i;
         row_pos[i] = r < block_rows ? pos0 + (row0 + r) / group : block_last_pos;
     }
     const int warp_first_pos = pos0 + (row0 + min(warp_row0, block_rows - 1)) / group;
-    const int warp_last_pos = pos0 + (row0 + min(warp_row0 + kWarpRows - 1, block_rows - 1)) / group;
+    const int warp_last_pos = pos0 + (row0 + min(warp_row0 + 15, block_rows - 1)) / group;
     const int warp_first_key = mask.first_key(warp_first_pos);  // no row of the warp sees a key before it
     const int warp_common_key = mask.first_key(warp_last_pos);  // every row sees keys from here to warp_first_pos
 
     // Q tile, one warp per row, converted to the operand type. Rows a warp computes but the
-    // block does not own are zeros. Unrolled so several rows' loads are in flight at once
-    // (a warp loads up to 32 rows before the first K/V tile is even requested).
-#pragma unroll 4
-    for (int r = warp; r < kWarpRows * row_warps; r += kWarps) {
+    // block does not own are zeros.
+    for (int r = warp; r < 16 * row_warps; r += kWarps) {
         uint32_t* dst = reinterpret_cast<uint32_t*>(s_q + r * kStride);
         if (r < block_rows) {
             const int row = row0 + r;
@@ -454,34 +396,22 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
     }
 
     const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
-    // Cache slot of key `tid` of tile `tile` (threads below kTileKeys), -1 past the keys read.
-    auto slot_of = [&](int tile) {
-        const int key = kv_lo + tile * kTileKeys + tid;
-        int slot = -1;
-        if (key <= load_hi) {
-            const int block = key / a.block_size;
-            slot = table[block] * a.block_size + (key - block * a.block_size);
-        }
-        return slot;
-    };
+    // Key k of tile `tile` -> its cache slot, by the first 64 threads.
     auto find_slots = [&](int tile, int* slots) {
-        if (tid < kTileKeys) slots[tid] = slot_of(tile);
+        if (tid < kTileKeys) {
+            const int key = kv_lo + tile * kTileKeys + tid;
+            int slot = -1;
+            if (key <= load_hi) {
+                const int block = key / a.block_size;
+                slot = table[block] * a.block_size + (key - block * a.block_size);
+            }
+            slots[tid] = slot;
+        }
     };
     const Element* k_pool = static_cast<const Element*>(a.k_pool);
     const Element* v_pool = static_cast<const Element*>(a.v_pool);
 
-    // The slot tables of the first tiles; the pipelined loop keeps the next table read one
-    // tile ahead in a register, so its (global) latency is never waited for.
-    int pending_slot = -1;
-    if constexpr (kStages == 1) {
-        if (tile_begin < tile_end) find_slots(tile_begin, s_slots);
-    } else {
-#pragma unroll
-        for (int st = 0; st + 1 < kStages; ++st) {
-            if (tile_begin + st < tile_end) find_slots(tile_begin + st, s_slots + st * kTileKeys);
-        }
-        if (tid < kTileKeys) pending_slot = slot_of(tile_begin + kStages - 1);
-    }
+    if (tile_begin < tile_end) find_slots(tile_begin, s_slots);
     __syncthreads();  // Q tile and the first slots are in place
 
     // ldmatrix lane addresses. Q/V: matrices (rows 0-7 | 8-15) x (cols 0-7 | 8-15) in order
@@ -493,326 +423,212 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
     const uint32_t v_address =
         smem_address(s_v) + uint32_t((warp_key * warp_keys + m_lo * 8 + m_row) * kStride + m_hi * 8) * 2;
 
-    [[maybe_unused]] uint32_t q_frag[kQInRegisters ? kMTiles : 1][kQInRegisters ? kDimSteps : 1][4];
+    [[maybe_unused]] uint32_t q_frag[kQInRegisters ? kDimSteps : 1][4];  // unused at D = 256
     if constexpr (kQInRegisters) {
 #pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
-#pragma unroll
-            for (int kk = 0; kk < kDimSteps; ++kk) ldmatrix_x4(q_frag[m][kk], q_address + m * 16 * kRowBytes + kk * 32);
-        }
+        for (int kk = 0; kk < kDimSteps; ++kk) ldmatrix_x4(q_frag[kk], q_address + kk * 32);
     }
 
-    if constexpr (kStages == 1) {
-        if (tile_begin < tile_end) {
-            load_kv_tile<D, Cache, kTileKeys>(s_k, k_pool, a.k_scale, s_k_scale, s_slots, a.n_kv_heads, kv_head);
-            cp_async_commit();
-            load_kv_tile<D, Cache, kTileKeys>(s_v, v_pool, a.v_scale, s_v_scale, s_slots, a.n_kv_heads, kv_head);
-            cp_async_commit();
-        }
-    } else {
-        // Tiles tile_begin .. +kStages-2, one commit group each (empty past the end, so that
-        // the loop's wait count is the same for every tile).
-#pragma unroll
-        for (int st = 0; st + 1 < kStages; ++st) {
-            if (tile_begin + st < tile_end) {
-                const int* slots = s_slots + st * kTileKeys;
-                load_kv_tile<D, Cache, kTileKeys>(s_k + st * Smem::kTileBytes / 2, k_pool, a.k_scale, s_k_scale + st * kTileKeys, slots, a.n_kv_heads, kv_head);
-                load_kv_tile<D, Cache, kTileKeys>(s_v + st * Smem::kTileBytes / 2, v_pool, a.v_scale, s_v_scale + st * kTileKeys, slots, a.n_kv_heads, kv_head);
-            }
-            cp_async_commit();
-        }
+    if (tile_begin < tile_end) {
+        load_kv_tile<D, Cache>(s_k, k_pool, a.k_scale, s_k_scale, s_slots, a.n_kv_heads, kv_head);
+        cp_async_commit();
+        load_kv_tile<D, Cache>(s_v, v_pool, a.v_scale, s_v_scale, s_slots, a.n_kv_heads, kv_head);
+        cp_async_commit();
     }
 
-    float o[kMTiles][D / 8][4];  // O[kWarpRows x D] of the warp's rows over its keys, unnormalized
+    float o[D / 8][4];  // O[16 x D] of the warp's rows over its keys, unnormalized
 #pragma unroll
-    for (int m = 0; m < kMTiles; ++m) {
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) o[m][j][0] = o[m][j][1] = o[m][j][2] = o[m][j][3] = 0.0f;
-    }
-    float row_max[2 * kMTiles];  // log2 domain
-    float row_sum[2 * kMTiles];  // this thread's columns only; the quad adds up at the end
-#pragma unroll
-    for (int i = 0; i < 2 * kMTiles; ++i) row_max[i] = -INFINITY, row_sum[i] = 0.0f;
+    for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float row_max[2] = {-INFINITY, -INFINITY};  // log2 domain
+    float row_sum[2] = {0.0f, 0.0f};            // this thread's columns only; the quad adds up at the end
 
     const LogitSoftcap softcap = a.variant.softcap;
     const float scale = a.scale, scale_log2 = a.scale * kLog2e;
-    // Plain logits (no soft-cap, no int8 k scale, positive scale): S stays unscaled, the max is
-    // taken on it (scaling by a positive number keeps the order), and scale * log2(e) goes into
-    // the exponent's FMA. Otherwise S is turned into log2-domain logits first.
-    const bool fold_scale = !Cache::kScaled && !softcap.enabled() && scale > 0.0f;
-    const float exponent_scale = fold_scale ? scale_log2 : 1.0f;
 
-    float s[kMTiles][Shape::kKeyTiles][4];  // S of the warp's rows x its keys: n8 tile j = keys 8j..8j+7
+    for (int tile = tile_begin; tile < tile_end; ++tile) {
+        const int buf = (tile - tile_begin) & 1;
+        const int warp_key0 = kv_lo + tile * kTileKeys + warp_key * warp_keys;
+        const int warp_key_end = warp_key0 + warp_keys - 1;
+        // Skip a tile slice no row of the warp sees; mask only a slice some row sees partly.
+        const bool active = warp_has_rows && warp_key0 <= warp_last_pos && warp_key0 <= load_hi && warp_key_end >= warp_first_key;
+        const bool needs_mask = !(warp_key_end <= warp_first_pos && warp_key_end <= load_hi && warp_key0 >= warp_common_key);
 
-    // S = Q K^T over the key tile in K buffer `k_tile` (warp's keys only); all of s is written.
-    // `full`: the warp scores every key of the tile (no key split), so no step is skipped.
-    auto scores = [&](auto full, uint32_t k_tile) {
-        constexpr bool kFull = decltype(full)::value;
+        cp_async_wait<1>();
+        __syncthreads();  // K(tile) landed for every thread
+        if (tile + 1 < tile_end) find_slots(tile + 1, s_slots + (buf ^ 1) * kTileKeys);
+
+        float s[Shape::kKeyTiles][4];  // S of the warp's 16 rows x its keys: n8 tile j = keys 8j..8j+7
 #pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
+        for (int j = 0; j < Shape::kKeyTiles; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+        if (active) {
 #pragma unroll
-            for (int j = 0; j < Shape::kKeyTiles; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
-        }
-#pragma unroll
-        for (int kk = 0; kk < kDimSteps; ++kk) {
-            uint32_t qa[kMTiles][4];
-#pragma unroll
-            for (int m = 0; m < kMTiles; ++m) {
+            for (int kk = 0; kk < kDimSteps; ++kk) {
+                uint32_t qa[4];
                 if constexpr (kQInRegisters) {
-#pragma unroll
-                    for (int r = 0; r < 4; ++r) qa[m][r] = q_frag[m][kk][r];
+                    qa[0] = q_frag[kk][0], qa[1] = q_frag[kk][1], qa[2] = q_frag[kk][2], qa[3] = q_frag[kk][3];
                 } else {
-                    ldmatrix_x4(qa[m], q_address + m * 16 * kRowBytes + kk * 32);
+                    ldmatrix_x4(qa, q_address + kk * 32);
                 }
-            }
 #pragma unroll
-            for (int jp = 0; jp < Shape::kKeySteps; ++jp) {
-                if (kFull || jp < warp_key_steps) {
-                    uint32_t kb[4];
-                    ldmatrix_x4(kb, k_address + k_tile + jp * 16 * kRowBytes + kk * 32);
-#pragma unroll
-                    for (int m = 0; m < kMTiles; ++m) {
-                        Operand::mma(s[m][2 * jp], qa[m], kb[0], kb[1]);
-                        Operand::mma(s[m][2 * jp + 1], qa[m], kb[2], kb[3]);
+                for (int jp = 0; jp < Shape::kKeySteps; ++jp) {
+                    if (jp < warp_key_steps) {
+                        uint32_t kb[4];
+                        ldmatrix_x4(kb, k_address + jp * 16 * kRowBytes + kk * 32);
+                        Operand::mma(s[2 * jp], qa, kb[0], kb[1]);
+                        Operand::mma(s[2 * jp + 1], qa, kb[2], kb[3]);
                     }
                 }
             }
         }
-    };
 
-    // Logits, online softmax and O += P V for the tile whose first key is warp_key0, its V in V
-    // buffer `v_tile`, its int8 scales in scale buffer `sbuf`.
-    auto softmax_pv = [&](auto full, int warp_key0, bool needs_mask, uint32_t v_tile, int sbuf) {
-        constexpr bool kFull = decltype(full)::value;
-        // Logits through the variant's hooks: mode 0 = folded (mask only), 1 = scaled, 2 = capped.
-        const float* k_scale = s_k_scale + sbuf * kTileKeys + warp_key * warp_keys;
-        auto logits = [&](auto mode) {
-            constexpr int kMode = decltype(mode)::value;
-#pragma unroll
-            for (int m = 0; m < kMTiles; ++m) {
+        cp_async_wait<0>();
+        __syncthreads();  // every warp is done with K(tile); V(tile) landed
+        if (tile + 1 < tile_end) {
+            const int* next_slots = s_slots + (buf ^ 1) * kTileKeys;
+            load_kv_tile<D, Cache>(s_k, k_pool, a.k_scale, s_k_scale + (buf ^ 1) * kTileKeys, next_slots, a.n_kv_heads, kv_head);
+            cp_async_commit();
+        }
+
+        if (active) {
+            // Logits in the log2 domain, through the variant's hooks.
+            const float* k_scale = s_k_scale + buf * kTileKeys + warp_key * warp_keys;
+            auto logits = [&](auto capped) {
 #pragma unroll
                 for (int j = 0; j < Shape::kKeyTiles; ++j) {
-                    if (kFull || j < 2 * warp_key_steps) {
+                    if (j < 2 * warp_key_steps) {
 #pragma unroll
                         for (int e = 0; e < 4; ++e) {
                             const int key = 8 * j + 2 * t4 + (e & 1);
-                            float x = s[m][j][e];
-                            if constexpr (kMode != 0) {
-                                if constexpr (Cache::kScaled) x *= k_scale[key];
-                                if constexpr (kMode == 2) {
-                                    x = softcap(x * scale) * kLog2e;
-                                } else {
-                                    x *= scale_log2;
-                                }
+                            float x = s[j][e];
+                            if constexpr (Cache::kScaled) x *= k_scale[key];
+                            if constexpr (decltype(capped)::value) {
+                                x = softcap(x * scale) * kLog2e;
+                            } else {
+                                x *= scale_log2;
                             }
                             if (needs_mask) {
                                 const int key_pos = warp_key0 + key;
-                                if (!(key_pos <= load_hi && mask.visible(row_pos[2 * m + (e >> 1)], key_pos))) x = -INFINITY;
+                                if (!(key_pos <= load_hi && mask.visible(row_pos[e >> 1], key_pos))) x = -INFINITY;
                             }
-                            s[m][j][e] = x;
+                            s[j][e] = x;
                         }
                     }
                 }
+            };
+            if (softcap.enabled()) {
+                logits(std::true_type{});
+            } else {
+                logits(std::false_type{});
             }
-        };
-        if (softcap.enabled()) {
-            logits(std::integral_constant<int, 2>{});
-        } else if (fold_scale) {
-            logits(std::integral_constant<int, 0>{});
-        } else {
-            logits(std::integral_constant<int, 1>{});
-        }
 
-        // Online softmax: new running max per row (the 4 lanes of a quad share a row).
-        float tile_max[2 * kMTiles];
-#pragma unroll
-        for (int i = 0; i < 2 * kMTiles; ++i) tile_max[i] = -INFINITY;
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
+            // Online softmax: new running max per row (the 4 lanes of a quad share a row).
+            float tile_max[2] = {row_max[0], row_max[1]};
 #pragma unroll
             for (int j = 0; j < Shape::kKeyTiles; ++j) {
-                if (kFull || j < 2 * warp_key_steps) {
-                    tile_max[2 * m] = fmaxf(tile_max[2 * m], fmaxf(s[m][j][0], s[m][j][1]));
-                    tile_max[2 * m + 1] = fmaxf(tile_max[2 * m + 1], fmaxf(s[m][j][2], s[m][j][3]));
+                if (j < 2 * warp_key_steps) {
+                    tile_max[0] = fmaxf(tile_max[0], fmaxf(s[j][0], s[j][1]));
+                    tile_max[1] = fmaxf(tile_max[1], fmaxf(s[j][2], s[j][3]));
                 }
             }
-        }
-        float base[2 * kMTiles];
+            float base[2];
 #pragma unroll
-        for (int i = 0; i < 2 * kMTiles; ++i) {
-            tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 1));
-            tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 2));
-            // Into the log2 domain (exponent_scale > 0 keeps -inf and the order), then the
-            // running max. A row that has seen no visible key yet keeps max -inf; exponents
-            // use 0 then, so its weights are exp2(-inf) = 0 rather than NaN.
-            const float new_max = fmaxf(row_max[i], tile_max[i] * exponent_scale);
-            base[i] = new_max == -INFINITY ? 0.0f : new_max;
-            const float correction = fast_exp2(row_max[i] - base[i]);
-            row_max[i] = new_max;
-            row_sum[i] *= correction;
+            for (int i = 0; i < 2; ++i) {
+                tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 1));
+                tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 2));
+                // A row that has seen no visible key yet keeps max -inf; exponents use 0 then,
+                // so its weights are exp2(-inf) = 0 rather than NaN.
+                base[i] = tile_max[i] == -INFINITY ? 0.0f : tile_max[i];
+                const float correction = exp2f(row_max[i] - base[i]);
+                row_max[i] = tile_max[i];
+                row_sum[i] *= correction;
 #pragma unroll
-            for (int j = 0; j < D / 8; ++j) {
-                o[i >> 1][j][2 * (i & 1)] *= correction;
-                o[i >> 1][j][2 * (i & 1) + 1] *= correction;
+                for (int j = 0; j < D / 8; ++j) {
+                    o[j][2 * i] *= correction;
+                    o[j][2 * i + 1] *= correction;
+                }
             }
-        }
-#pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
 #pragma unroll
             for (int j = 0; j < Shape::kKeyTiles; ++j) {
-                if (kFull || j < 2 * warp_key_steps) {
+                if (j < 2 * warp_key_steps) {
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
-                        const int i = 2 * m + (e >> 1);
-                        s[m][j][e] = fast_exp2(fmaf(s[m][j][e], exponent_scale, -base[i]));
-                        row_sum[i] += s[m][j][e];
+                        s[j][e] = exp2f(s[j][e] - base[e >> 1]);
+                        row_sum[e >> 1] += s[j][e];
                     }
                 }
             }
-        }
 
-        // O += P V, P taken straight from S's accumulators (C layout of two n8 tiles =
-        // A layout of one k16 step). An int8 cache's v_scale goes into P here.
-        const float* v_scale = s_v_scale + sbuf * kTileKeys + warp_key * warp_keys;
+            // O += P V, P taken straight from S's accumulators (C layout of two n8 tiles =
+            // A layout of one k16 step). An int8 cache's v_scale goes into P here.
+            const float* v_scale = s_v_scale + buf * kTileKeys + warp_key * warp_keys;
 #pragma unroll
-        for (int c = 0; c < Shape::kKeySteps; ++c) {
-            if (kFull || c < warp_key_steps) {
-                uint32_t pa[kMTiles][4];
-#pragma unroll
-                for (int m = 0; m < kMTiles; ++m) {
+            for (int c = 0; c < Shape::kKeySteps; ++c) {
+                if (c < warp_key_steps) {
                     if constexpr (Cache::kScaled) {
 #pragma unroll
                         for (int h = 0; h < 2; ++h) {
                             const float v0 = v_scale[16 * c + 8 * h + 2 * t4], v1 = v_scale[16 * c + 8 * h + 2 * t4 + 1];
-                            s[m][2 * c + h][0] *= v0;
-                            s[m][2 * c + h][1] *= v1;
-                            s[m][2 * c + h][2] *= v0;
-                            s[m][2 * c + h][3] *= v1;
+                            s[2 * c + h][0] *= v0;
+                            s[2 * c + h][1] *= v1;
+                            s[2 * c + h][2] *= v0;
+                            s[2 * c + h][3] *= v1;
                         }
                     }
-                    pa[m][0] = Operand::pack(s[m][2 * c][0], s[m][2 * c][1]);
-                    pa[m][1] = Operand::pack(s[m][2 * c][2], s[m][2 * c][3]);
-                    pa[m][2] = Operand::pack(s[m][2 * c + 1][0], s[m][2 * c + 1][1]);
-                    pa[m][3] = Operand::pack(s[m][2 * c + 1][2], s[m][2 * c + 1][3]);
-                }
+                    const uint32_t pa[4] = {Operand::pack(s[2 * c][0], s[2 * c][1]), Operand::pack(s[2 * c][2], s[2 * c][3]),
+                                            Operand::pack(s[2 * c + 1][0], s[2 * c + 1][1]),
+                                            Operand::pack(s[2 * c + 1][2], s[2 * c + 1][3])};
 #pragma unroll
-                for (int np = 0; np < kDimSteps; ++np) {
-                    uint32_t vb[4];
-                    ldmatrix_x4_trans(vb, v_address + v_tile + c * 16 * kRowBytes + np * 32);
-#pragma unroll
-                    for (int m = 0; m < kMTiles; ++m) {
-                        Operand::mma(o[m][2 * np], pa[m], vb[0], vb[1]);
-                        Operand::mma(o[m][2 * np + 1], pa[m], vb[2], vb[3]);
+                    for (int np = 0; np < kDimSteps; ++np) {
+                        uint32_t vb[4];
+                        ldmatrix_x4_trans(vb, v_address + c * 16 * kRowBytes + np * 32);
+                        Operand::mma(o[2 * np], pa, vb[0], vb[1]);
+                        Operand::mma(o[2 * np + 1], pa, vb[2], vb[3]);
                     }
                 }
             }
         }
-    };
 
-    // The key loop; `full` as for scores (block-uniform, so every thread takes the same copy).
-    auto key_loop = [&](auto full) {
-        for (int tile = tile_begin; tile < tile_end; ++tile) {
-            const int warp_key0 = kv_lo + tile * kTileKeys + warp_key * warp_keys;
-            const int warp_key_end = warp_key0 + warp_keys - 1;
-            // Skip a tile slice no row of the warp sees; mask only a slice some row sees partly.
-            const bool active = warp_has_rows && warp_key0 <= warp_last_pos && warp_key0 <= load_hi && warp_key_end >= warp_first_key;
-            const bool needs_mask = !(warp_key_end <= warp_first_pos && warp_key_end <= load_hi && warp_key0 >= warp_common_key);
-
-            if constexpr (kStages == 1) {
-                const int buf = (tile - tile_begin) & 1;  // slot and scale buffers
-                cp_async_wait<1>();
-                __syncthreads();  // K(tile) landed for every thread
-                if (tile + 1 < tile_end) find_slots(tile + 1, s_slots + (buf ^ 1) * kTileKeys);
-                if (active) scores(full, 0u);
-
-                cp_async_wait<0>();
-                __syncthreads();  // every warp is done with K(tile); V(tile) landed
-                if (tile + 1 < tile_end) {
-                    const int* next_slots = s_slots + (buf ^ 1) * kTileKeys;
-                    load_kv_tile<D, Cache, kTileKeys>(s_k, k_pool, a.k_scale, s_k_scale + (buf ^ 1) * kTileKeys, next_slots, a.n_kv_heads, kv_head);
-                    cp_async_commit();
-                }
-                if (active) softmax_pv(full, warp_key0, needs_mask, 0u, buf);
-
-                __syncthreads();  // every warp is done with V(tile)
-                if (tile + 1 < tile_end) {
-                    const int* next_slots = s_slots + (buf ^ 1) * kTileKeys;
-                    load_kv_tile<D, Cache, kTileKeys>(s_v, v_pool, a.v_scale, s_v_scale + (buf ^ 1) * kTileKeys, next_slots, a.n_kv_heads, kv_head);
-                    cp_async_commit();
-                }
-            } else {
-                const int i = tile - tile_begin;
-                const int buf = i % kStages;
-                const int next = tile + kStages - 1, next_buf = (i + kStages - 1) % kStages;
-                // next_buf held tile - 1, which every warp finished before the last barrier
-                // (its slots were read when its loads were issued, kStages - 1 tiles ago).
-                if (tid < kTileKeys) {
-                    if (next < tile_end) s_slots[next_buf * kTileKeys + tid] = pending_slot;
-                    pending_slot = slot_of(next + 1);
-                }
-                cp_async_wait<kStages - 2>();
-                __syncthreads();  // K, V(tile) landed for every thread; every warp is done with tile - 1
-                if (next < tile_end) {
-                    const int* slots = s_slots + next_buf * kTileKeys;
-                    load_kv_tile<D, Cache, kTileKeys>(s_k + next_buf * Smem::kTileBytes / 2, k_pool, a.k_scale, s_k_scale + next_buf * kTileKeys, slots,
-                                           a.n_kv_heads, kv_head);
-                    load_kv_tile<D, Cache, kTileKeys>(s_v + next_buf * Smem::kTileBytes / 2, v_pool, a.v_scale, s_v_scale + next_buf * kTileKeys, slots,
-                                           a.n_kv_heads, kv_head);
-                }
-                cp_async_commit();
-                if (active) {
-                    scores(full, uint32_t(buf * Smem::kTileBytes));
-                    softmax_pv(full, warp_key0, needs_mask, uint32_t(buf * Smem::kTileBytes), buf);
-                }
-            }
+        __syncthreads();  // every warp is done with V(tile)
+        if (tile + 1 < tile_end) {
+            const int* next_slots = s_slots + (buf ^ 1) * kTileKeys;
+            load_kv_tile<D, Cache>(s_v, v_pool, a.v_scale, s_v_scale + (buf ^ 1) * kTileKeys, next_slots, a.n_kv_heads, kv_head);
+            cp_async_commit();
         }
-    };
-    // A separate copy of the loop for blocks without key split only with 32 rows per warp:
-    // with 16 its freer scheduling needs registers the 168-register budgets of small head
-    // dims do not have.
-    if (Tile::kMTiles > 1 && key_warps == 1) {
-        key_loop(std::integral_constant<bool, (Tile::kMTiles > 1)>{});
-    } else {
-        key_loop(std::false_type{});
     }
     // The merge area overwrites the Q, K and V tiles: wait until every warp is past the loop
-    // (and its Q fragment loads, when there was no tile). No copy is in flight by now: the
-    // last tiles' groups were waited for, later groups are empty.
+    // (and its Q fragment loads, when there was no tile).
     __syncthreads();
 
     // Each warp's rows -> shared memory: (max, sum) in the natural-log domain and O.
 #pragma unroll
-    for (int i = 0; i < 2 * kMTiles; ++i) {
+    for (int i = 0; i < 2; ++i) {
         row_sum[i] += __shfl_xor_sync(0xffffffffu, row_sum[i], 1);
         row_sum[i] += __shfl_xor_sync(0xffffffffu, row_sum[i], 2);
     }
     if (warp_has_rows) {
         if (t4 == 0) {
-#pragma unroll
-            for (int i = 0; i < 2 * kMTiles; ++i) s_stats[warp * kWarpRows + 8 * i + g] = SoftmaxPartial{row_max[i] * kLn2, row_sum[i]};
+            s_stats[warp * 16 + g] = SoftmaxPartial{row_max[0] * kLn2, row_sum[0]};
+            s_stats[warp * 16 + g + 8] = SoftmaxPartial{row_max[1] * kLn2, row_sum[1]};
         }
-        float* merge = s_merge + warp * kWarpRows * D;
+        float* merge = s_merge + warp * 16 * D;
 #pragma unroll
-        for (int m = 0; m < kMTiles; ++m) {
-#pragma unroll
-            for (int j = 0; j < D / 8; ++j) {
-                *reinterpret_cast<float2*>(merge + (16 * m + g) * D + 8 * j + 2 * t4) = make_float2(o[m][j][0], o[m][j][1]);
-                *reinterpret_cast<float2*>(merge + (16 * m + g + 8) * D + 8 * j + 2 * t4) = make_float2(o[m][j][2], o[m][j][3]);
-            }
+        for (int j = 0; j < D / 8; ++j) {
+            *reinterpret_cast<float2*>(merge + g * D + 8 * j + 2 * t4) = make_float2(o[j][0], o[j][1]);
+            *reinterpret_cast<float2*>(merge + (g + 8) * D + 8 * j + 2 * t4) = make_float2(o[j][2], o[j][3]);
         }
     }
     __syncthreads();
 
     // Merge the key warps of each row and write it: one warp per row, lanes over dims.
     for (int r = warp; r < block_rows; r += kWarps) {
-        const int first_warp = (r / kWarpRows) * key_warps, rr = r % kWarpRows;
-        SoftmaxPartial total = s_stats[first_warp * kWarpRows + rr];
+        const int first_warp = (r / 16) * key_warps, rr = r % 16;
+        SoftmaxPartial total = s_stats[first_warp * 16 + rr];
         float weight[kWarps] = {1.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int kw = 1; kw < kWarps; ++kw) {
             if (kw < key_warps) {
                 float scale_total, scale_new;
-                merge_softmax_partials(&total, s_stats[(first_warp + kw) * kWarpRows + rr], &scale_total, &scale_new);
+                merge_softmax_partials(&total, s_stats[(first_warp + kw) * 16 + rr], &scale_total, &scale_new);
 #pragma unroll
                 for (int i = 0; i < kw; ++i) weight[i] *= scale_total;
                 weight[kw] = scale_new;
@@ -820,7 +636,7 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
         }
         const int row = row0 + r;
         const int head = kv_head * group + row % group;
-        const float* merged = s_merge + (first_warp * kWarpRows + rr) * D;
+        const float* merged = s_merge + (first_warp * 16 + rr) * D;
         float* dst;
         float normalize;
         if (split) {
@@ -836,7 +652,7 @@ __global__ void __launch_bounds__(paged::kThreads, (paged::min_blocks_per_sm<D, 
             float acc = 0.0f;
 #pragma unroll
             for (int kw = 0; kw < kWarps; ++kw) {
-                if (kw < key_warps) acc += weight[kw] * merged[kw * kWarpRows * D + d];
+                if (kw < key_warps) acc += weight[kw] * merged[kw * 16 * D + d];
             }
             dst[d] = acc * normalize;
         }
