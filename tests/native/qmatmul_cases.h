@@ -38,11 +38,13 @@ struct Case {
     int32_t x_pad, y_pad;  // row strides are k + x_pad and n + y_pad
     bool bias;
     Data data;
+    bool symmetric = false;  // int4 without offsets (offsets = NULL: offset = -8 * scale)
 
     std::string mode() const {
+        const std::string sym = symmetric ? "S" : "";
         if (activations == SI_ACTIVATIONS_I8) return "W8A8";
-        if (activations == SI_ACTIVATIONS_I8_BLOCK32) return format == SI_WEIGHT_I8 ? "W8A8B32" : "W4A8B32";
-        return format == SI_WEIGHT_I8 ? "W8A16" : "W4A16";
+        if (activations == SI_ACTIVATIONS_I8_BLOCK32) return format == SI_WEIGHT_I8 ? "W8A8B32" : "W4" + sym + "A8B32";
+        return format == SI_WEIGHT_I8 ? "W8A16" : "W4" + sym + "A16";
     }
     std::string name() const {
         std::ostringstream s;
@@ -74,11 +76,14 @@ inline std::vector<Case> grid() {
     const struct {
         si_weight_format format;
         si_activation_mode activations;
-    } modes[] = {{SI_WEIGHT_I8, SI_ACTIVATIONS_FLOAT},
-                 {SI_WEIGHT_I4, SI_ACTIVATIONS_FLOAT},
-                 {SI_WEIGHT_I8, SI_ACTIVATIONS_I8},
-                 {SI_WEIGHT_I8, SI_ACTIVATIONS_I8_BLOCK32},
-                 {SI_WEIGHT_I4, SI_ACTIVATIONS_I8_BLOCK32}};
+        bool symmetric;
+    } modes[] = {{SI_WEIGHT_I8, SI_ACTIVATIONS_FLOAT, false},
+                 {SI_WEIGHT_I4, SI_ACTIVATIONS_FLOAT, false},
+                 {SI_WEIGHT_I8, SI_ACTIVATIONS_I8, false},
+                 {SI_WEIGHT_I8, SI_ACTIVATIONS_I8_BLOCK32, false},
+                 {SI_WEIGHT_I4, SI_ACTIVATIONS_I8_BLOCK32, false},
+                 {SI_WEIGHT_I4, SI_ACTIVATIONS_FLOAT, true},
+                 {SI_WEIGHT_I4, SI_ACTIVATIONS_I8_BLOCK32, true}};
     std::vector<Case> cases;
     int index = 0;
     for (const auto& mode : modes) {
@@ -86,13 +91,15 @@ inline std::vector<Case> grid() {
         auto fits = [&](const Shape& s) {
             return mode.activations != SI_ACTIVATIONS_I8_BLOCK32 || s.group_size % 32 == 0 || s.group_size >= s.k;
         };
+        // Symmetric int4 differs from affine only in where the offset comes from: fewer batches.
+        const std::vector<int32_t> ms = mode.symmetric ? std::vector<int32_t>{1, 17, 64} : std::vector<int32_t>{1, 3, 16, 17, 64, 129};
         for (const Shape& s : exact_shapes()) {
             if (!fits(s)) continue;
-            for (int32_t m : {1, 3, 16, 17, 64, 129}) {
+            for (int32_t m : ms) {
                 ++index;
                 // Strides and bias vary over the grid so each shape sees both.
                 cases.push_back(Case{m, s.n, s.k, s.group_size, mode.format, mode.activations, index % 2 ? 3 : 0,
-                                     index % 3 == 0 ? 5 : 0, index % 2 == 0, Data::Exact});
+                                     index % 3 == 0 ? 5 : 0, index % 2 == 0, Data::Exact, mode.symmetric});
             }
         }
         for (const Shape& s : {Shape{37, 172, 32}, Shape{40, 257, 64}, Shape{33, 1000, 32}, Shape{17, 1000, 1000},
@@ -101,7 +108,7 @@ inline std::vector<Case> grid() {
             for (int32_t m : {1, 17, 64}) {
                 ++index;
                 cases.push_back(Case{m, s.n, s.k, s.group_size, mode.format, mode.activations, index % 2 ? 1 : 0,
-                                     index % 3 == 0 ? 2 : 0, index % 2 == 1, Data::Random});
+                                     index % 3 == 0 ? 2 : 0, index % 2 == 1, Data::Random, mode.symmetric});
             }
         }
     }
@@ -198,11 +205,11 @@ struct Problem {
         for (size_t i = 0; i < scales.size(); ++i) {
             if (exact) {
                 scales[i] = std::ldexp(1.0f, rng.range(-3, 1));
-                if (c.format == SI_WEIGHT_I4) offsets[i] = float(rng.range(-8, 0)) * scales[i];
+                if (c.format == SI_WEIGHT_I4) offsets[i] = float(c.symmetric ? -8 : rng.range(-8, 0)) * scales[i];
             } else {
                 const float base = c.format == SI_WEIGHT_I4 ? 1.0f / 15.0f : 1.0f / 127.0f;
                 scales[i] = base * rng.uniform(0.5f, 1.5f);
-                if (c.format == SI_WEIGHT_I4) offsets[i] = -8.0f * scales[i] * rng.uniform(0.8f, 1.2f);
+                if (c.format == SI_WEIGHT_I4) offsets[i] = -8.0f * scales[i] * (c.symmetric ? 1.0f : rng.uniform(0.8f, 1.2f));
             }
         }
         bias.assign(c.bias ? size_t(c.n) : 1, 0.0f);
@@ -236,7 +243,7 @@ struct Problem {
         p.x = x_ptr;
         p.q = q_ptr;
         p.scales = scales_ptr;
-        p.offsets = c.format == SI_WEIGHT_I4 ? offsets_ptr : nullptr;
+        p.offsets = c.format == SI_WEIGHT_I4 && !c.symmetric ? offsets_ptr : nullptr;  // symmetric: the kernel derives -8 * scale
         p.bias = c.bias ? bias_ptr : nullptr;
         p.y = y_ptr;
         p.x_stride = x_stride;

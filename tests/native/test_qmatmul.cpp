@@ -102,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(qmatmul_isa, QmatmulBatchInvariance, testing::Combine(t
 
 // ---- the entry point -------------------------------------------------------------------------
 
-TEST(qmatmul_entry, EmptyBatchWritesNothingAndW4A8IsUnsupported) {
+TEST(qmatmul_entry, EmptyBatchWritesNothingAndUnsupportedModesAreRefused) {
     const Problem problem(Case{3, 8, 64, 32, SI_WEIGHT_I4, SI_ACTIVATIONS_FLOAT, 0, 0, false, Data::Exact});
     ContextPtr ref = make_ref_context();
     ContextPtr cpu = make_cpu_context("", kThreads);
@@ -118,8 +118,6 @@ TEST(qmatmul_entry, EmptyBatchWritesNothingAndW4A8IsUnsupported) {
         p.activations = SI_ACTIVATIONS_I8;  // int8 activations need int8 weights
         EXPECT_EQ(si_qmatmul(context, &p), SI_ERR_UNSUPPORTED);
         p.activations = SI_ACTIVATIONS_FLOAT;
-        p.offsets = nullptr;  // int4 needs offsets
-        EXPECT_EQ(si_qmatmul(context, &p), SI_ERR_INVALID_ARGUMENT);
         p.offsets = problem.offsets.data();
         p.activations = SI_ACTIVATIONS_I8_BLOCK32;
         p.group_size = 16;  // block-wise activations: a group may not split a 32-k block
@@ -127,6 +125,29 @@ TEST(qmatmul_entry, EmptyBatchWritesNothingAndW4A8IsUnsupported) {
         EXPECT_NE(last_error_text().find("multiple of 32"), std::string::npos) << last_error_text();
         p.group_size = 64;  // per channel (>= k) is fine
         EXPECT_EQ(si_qmatmul(context, &p), SI_OK) << last_error_text();
+    }
+}
+
+// Symmetric int4 (offsets = NULL) means offset = -8 * scale: the same bits as affine int4 given
+// those offsets explicitly, in every activation mode, on ref and cpu.
+TEST(qmatmul_entry, SymmetricInt4EqualsAffineWithMinusEightScaleOffsets) {
+    for (si_activation_mode activations : {SI_ACTIVATIONS_FLOAT, SI_ACTIVATIONS_I8_BLOCK32}) {
+        const Problem problem(Case{5, 21, 172, 32, SI_WEIGHT_I4, activations, 1, 2, true, Data::Random});
+        std::vector<float> minus_eight(problem.scales.size());
+        for (size_t i = 0; i < minus_eight.size(); ++i) minus_eight[i] = -8.0f * problem.scales[i];
+        ContextPtr ref = make_ref_context();
+        ContextPtr cpu = make_cpu_context("", kThreads);
+        ASSERT_TRUE(ref && cpu) << last_error_text();
+        for (si_context* context : {ref.get(), cpu.get()}) {
+            std::vector<float> affine = problem.y_init, symmetric = problem.y_init;
+            si_qmatmul_params p = problem.params(problem.x.data(), problem.q.data(), problem.scales.data(), minus_eight.data(),
+                                                 problem.bias.data(), affine.data());
+            ASSERT_EQ(si_qmatmul(context, &p), SI_OK) << last_error_text();
+            p.offsets = nullptr;
+            p.y = symmetric.data();
+            ASSERT_EQ(si_qmatmul(context, &p), SI_OK) << last_error_text();
+            EXPECT_TRUE(same_bits(affine.data(), symmetric.data(), affine.size())) << problem.c.name();
+        }
     }
 }
 

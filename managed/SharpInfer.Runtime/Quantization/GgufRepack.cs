@@ -4,8 +4,8 @@
 // per-block f16 / 6-bit scales into the f32 products llama.cpp computes itself.
 //
 //   Q8_0 (34 B / 32): f16 d, int8 qs[32]                 -> Int8 g32:  scale d
-//   Q4_0 (18 B / 32): f16 d, qs[16] (elements j and j+16 -> Int4 g32:  scale d, offset -8d
-//                     in the low / high nibble of qs[j])
+//   Q4_0 (18 B / 32): f16 d, qs[16] (elements j and j+16 -> Int4 g32 symmetric: scale d (the
+//                     in the low / high nibble of qs[j])    kernels take offset -8d; 20 B / 32)
 //   Q4_1 (20 B / 32): f16 d, f16 m, qs[16] as Q4_0       -> Int4 g32:  scale d, offset m
 //   Q4_K (144 B / 256): f16 d, f16 dmin, 12 B of 6-bit   -> Int4 g32:  scale d*sc, offset -(dmin*m)
 //                     (sc, m) x 8, qs[128]: 64-element chunks, low nibbles = first 32, high = next 32
@@ -66,7 +66,7 @@ public static class GgufRepack
         if (rowBytes * rows != byteLength)
             throw new ArgumentException($"{byteLength} bytes do not hold [{rows}, {columns}] {type} ({rowBytes * rows} bytes)");
 
-        var weight = QuantizedWeight.Allocate(format, rows, columns, group, ActivationsFor(type));
+        var weight = QuantizedWeight.Allocate(format, rows, columns, group, ActivationsFor(type), symmetric: type == GgmlType.Q4_0);
         try
         {
             Parallel.For(0, rows, r =>
@@ -86,9 +86,11 @@ public static class GgufRepack
     /// <summary>Repacks one row of blocks into row <paramref name="row"/> of <paramref name="weight"/>.</summary>
     public static void RepackRow(GgmlType type, ReadOnlySpan<byte> blocks, QuantizedWeight weight, int row)
     {
+        if (weight.IsSymmetric && type != GgmlType.Q4_0)
+            throw new ArgumentException($"{GgmlTypeInfo.Name(type)} blocks carry offsets; a symmetric int4 weight cannot hold them");
         var values = weight.RowValues(row);
         var scales = weight.RowScales(row);
-        var offsets = weight.Format == QuantFormat.Int4 ? weight.RowOffsets(row) : default;
+        var offsets = weight.Format == QuantFormat.Int4 && !weight.IsSymmetric ? weight.RowOffsets(row) : default;
         switch (type)
         {
             case GgmlType.Q8_0:
@@ -108,7 +110,7 @@ public static class GgufRepack
                     var block = blocks.Slice(b * size, size);
                     float d = Half16(block, 0);
                     scales[b] = d;
-                    offsets[b] = type == GgmlType.Q4_0 ? -8f * d : Half16(block, 2);
+                    if (!weight.IsSymmetric) offsets[b] = type == GgmlType.Q4_0 ? -8f * d : Half16(block, 2);
                     var packed = values.Slice(b * 16, 16);
                     var qs = block.Slice(qsAt, 16);
                     for (int j = 0; j < 16; j++)

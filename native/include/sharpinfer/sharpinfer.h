@@ -342,7 +342,8 @@ enum {
     SI_WEIGHT_I8 = 0,
     /* uint4, affine: w = q * scale + offset, q in [0, 15]. Packed two per byte along k:
      * byte j of a row holds k = 2j in the low nibble and k = 2j + 1 in the high nibble;
-     * row stride (k + 1) / 2 bytes. */
+     * row stride (k + 1) / 2 bytes. offsets = NULL means symmetric: offset = -8 * scale,
+     * i.e. w = (q - 8) * scale (GGUF Q4_0, symmetric GPTQ), with 4 bytes less per group. */
     SI_WEIGHT_I4 = 1
 };
 
@@ -366,7 +367,7 @@ typedef struct si_qmatmul_params {
     const float* x;        /* [m, k], row stride x_stride */
     const void* q;         /* [n, k] quantized values in format (see si_weight_format) */
     const float* scales;   /* [n, n_groups], n_groups = (k + group_size - 1) / group_size */
-    const float* offsets;  /* [n, n_groups] for SI_WEIGHT_I4, else NULL */
+    const float* offsets;  /* [n, n_groups] for SI_WEIGHT_I4 (NULL: symmetric, see above), else NULL */
     const float* bias;     /* [n] or NULL */
     float* y;              /* [m, n], row stride y_stride; must not alias x */
     int64_t x_stride;

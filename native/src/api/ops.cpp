@@ -92,7 +92,6 @@ si_result validate(const si_argmax_params& p) {
 si_result validate(const si_qmatmul_params& p) {
     if (!p.x || !p.q || !p.scales || !p.y) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: null pointer");
     if (p.format != SI_WEIGHT_I8 && p.format != SI_WEIGHT_I4) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown weight format %d", p.format);
-    if (p.format == SI_WEIGHT_I4 && !p.offsets) return fail(SI_ERR_INVALID_ARGUMENT, "si_qmatmul: int4 weights need offsets");
     if (p.activations != SI_ACTIVATIONS_FLOAT && p.activations != SI_ACTIVATIONS_I8 && p.activations != SI_ACTIVATIONS_I8_BLOCK32)
         return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: unknown activation mode %d", p.activations);
     if (p.activations == SI_ACTIVATIONS_I8 && p.format != SI_WEIGHT_I8) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: int8 activations need int8 weights (W8A8)");

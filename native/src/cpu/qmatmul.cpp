@@ -103,6 +103,9 @@ inline const uint8_t* weight_row(const Job& job, int64_t channel) {
 // definition (x prepared in k order).
 void block_generic_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 
+// An int4 group's offset: NULL offsets mean symmetric int4, offset = -8 * scale.
+inline float offset_at(const si_qmatmul_params& p, int64_t at) { return p.offsets ? p.offsets[at] : -8.0f * p.scales[at]; }
+
 inline float finish(const Job& job, int64_t row, int64_t channel, float dot) {
     if (job.p->activations == SI_ACTIVATIONS_I8) dot *= job.x_scale[row];
     return job.p->bias ? dot + job.p->bias[channel] : dot;
@@ -134,7 +137,6 @@ void block_generic(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c
     for (int64_t c = c0; c < c1; ++c) {
         const uint8_t* w = weight_row(job, c);
         const float* scales = p.scales + c * job.n_groups;
-        const float* offsets = p.offsets ? p.offsets + c * job.n_groups : nullptr;
         for (int64_t r = r0; r < r1; ++r) {
             float acc = 0.0f;
             if (p.activations == SI_ACTIVATIONS_I8) {
@@ -153,7 +155,7 @@ void block_generic(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c
                     if (p.format == SI_WEIGHT_I8) {
                         for (int64_t i = begin; i < end; ++i) acc = std::fma(x[i], float(int8_t(w[i])) * s, acc);
                     } else {
-                        const float o = offsets[g];
+                        const float o = offset_at(p, c * job.n_groups + g);
                         for (int64_t i = begin; i < end; ++i) acc = std::fma(x[i], std::fma(float(nibble(w, i)), s, o), acc);
                     }
                 }
@@ -169,7 +171,7 @@ void block_generic_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64
     for (int64_t c = c0; c < c1; ++c) {
         const uint8_t* w = weight_row(job, c);
         const float* scales = p.scales + c * job.n_groups;
-        const float* offsets = p.offsets ? p.offsets + c * job.n_groups : nullptr;
+        const bool int4 = p.format == SI_WEIGHT_I4;
         for (int64_t r = r0; r < r1; ++r) {
             const uint8_t* xq = job.xb + r * job.xb_stride;
             const float* sx = job.xb_scale + r * job.nb_stride;
@@ -183,7 +185,7 @@ void block_generic_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64
                     dot += qx * (p.format == SI_WEIGHT_I8 ? int32_t(int8_t(w[i])) : nibble(w, i));
                 }
                 acc = std::fma(float(dot), scales[g] * sx[b], acc);
-                if (offsets) acc = std::fma(offsets[g], tx[b], acc);
+                if (int4) acc = std::fma(offset_at(p, c * job.n_groups + g), tx[b], acc);
             }
             store(job, r, c, acc);
         }
@@ -287,7 +289,7 @@ SI_TARGET_AVX2 void i4f_avx2(const Job& job, int64_t r0, int64_t c0, bool prefet
 #pragma GCC unroll 8
         for (int j = 0; j < J; ++j) {
             s[j] = _mm256_set1_ps(p.scales[(c0 + j) * job.n_groups + g]);
-            o[j] = _mm256_set1_ps(p.offsets[(c0 + j) * job.n_groups + g]);
+            o[j] = _mm256_set1_ps(offset_at(p, (c0 + j) * job.n_groups + g));
         }
         for (int64_t i = begin; i < end; i += 16) {
             // Half chunk h of chunk c: bytes i/2 .. i/2+7; split x at c*32 + 8h (even k) and
@@ -461,7 +463,7 @@ SI_TARGET_AVX512 void i8f_avx512(const Job& job, int64_t r0, int64_t c0, bool pr
 // q * scale + offset for q = 0..15: the group's lookup table.
 SI_TARGET_AVX512 inline __m512 group_table(const si_qmatmul_params& p, int64_t at) {
     const __m512 q = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    return _mm512_fmadd_ps(q, _mm512_set1_ps(p.scales[at]), _mm512_set1_ps(p.offsets[at]));
+    return _mm512_fmadd_ps(q, _mm512_set1_ps(p.scales[at]), _mm512_set1_ps(offset_at(p, at)));
 }
 
 // W4A16 on split x, one chunk of 32 k (16 bytes) per step, weights by table lookup.
@@ -694,7 +696,7 @@ SI_TARGET_AVX512_VNNI void b32_vnni(const Job& job, int64_t r0, int64_t c) {
     const int64_t k = p.k, gs = p.group_size, n_groups = job.n_groups;
     const uint8_t* w = weight_row(job, c);
     const float* scales = p.scales + c * n_groups;
-    const float* offsets = kInt4 ? p.offsets + c * n_groups : nullptr;
+    const float* offsets = kInt4 && p.offsets ? p.offsets + c * n_groups : nullptr;  // NULL: symmetric
     const bool single = gs >= k;
     const int shift = single ? 0 : __builtin_ctzll(uint64_t(gs / kActBlock));
     const uint8_t* x[R];
@@ -723,7 +725,7 @@ SI_TARGET_AVX512_VNNI void b32_vnni(const Job& job, int64_t r0, int64_t c) {
         const int64_t ahead = c + 2;
         prefetch_range(weight_row(job, ahead), 0, row_bytes);
         prefetch_range(reinterpret_cast<const uint8_t*>(p.scales + ahead * n_groups), 0, n_groups * int64_t(sizeof(float)));
-        if constexpr (kInt4) prefetch_range(reinterpret_cast<const uint8_t*>(p.offsets + ahead * n_groups), 0, n_groups * int64_t(sizeof(float)));
+        if (offsets) prefetch_range(reinterpret_cast<const uint8_t*>(p.offsets + ahead * n_groups), 0, n_groups * int64_t(sizeof(float)));
     }
     for (int64_t i0 = 0; i0 < k; i0 += 16 * kActBlock) {
         const int64_t b0 = i0 / kActBlock;
@@ -732,13 +734,13 @@ SI_TARGET_AVX512_VNNI void b32_vnni(const Job& job, int64_t r0, int64_t c) {
         if (single || shift >= 4) {
             const int64_t g = single ? 0 : b0 >> shift;
             sw = _mm512_set1_ps(scales[g]);
-            if constexpr (kInt4) ow = _mm512_set1_ps(offsets[g]);
+            if constexpr (kInt4) ow = offsets ? _mm512_set1_ps(offsets[g]) : _mm512_set1_ps(-8.0f * scales[g]);
         } else {
             const int64_t g0 = b0 >> shift;
             const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16 >> shift, n_groups - g0));
             const __m512i idx = _mm512_srli_epi32(lane, unsigned(shift));
             sw = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, scales + g0));
-            if constexpr (kInt4) ow = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, offsets + g0));
+            if constexpr (kInt4) ow = offsets ? _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, offsets + g0)) : _mm512_mul_ps(sw, _mm512_set1_ps(-8.0f));
         }
         __m512 f[R];
 #pragma GCC unroll 4

@@ -52,6 +52,11 @@ __device__ __forceinline__ int32_t group_of(const QLayout& layout, int32_t group
 
 // ---- weight formats ---------------------------------------------------------------------------
 
+// An int4 group's offset: from the offsets row, or -8 * scale for symmetric int4 (no offsets).
+__device__ __forceinline__ float int4_offset(const float* o_row, float scale, int32_t group) {
+    return o_row ? __ldg(o_row + group) : -8.0f * scale;
+}
+
 struct I8Weights {
     static constexpr int kChunk = 16;   // weights per 16-byte chunk
     static constexpr int kPerWord = 4;  // weights per 32-bit word
@@ -108,7 +113,7 @@ qmatmul_gemv_kernel(const si_qmatmul_params p, const QLayout layout) {
         const int64_t channel = channel0 + min(c, channels_here - 1);
         q_row[c] = static_cast<const uint8_t*>(p.q) + channel * layout.row_bytes;
         s_row[c] = p.scales + channel * layout.n_groups;
-        o_row[c] = W::kOffsets ? p.offsets + channel * layout.n_groups : nullptr;
+        o_row[c] = W::kOffsets && p.offsets ? p.offsets + channel * layout.n_groups : nullptr;  // NULL: symmetric int4
     }
 
     for (int row0 = 0; row0 < p.m; row0 += kRows) {
@@ -137,7 +142,7 @@ qmatmul_gemv_kernel(const si_qmatmul_params p, const QLayout layout) {
                     for (int c = 0; c < kChannels; ++c) {
                         const uint32_t word = wd == 0 ? packed[c].x : wd == 1 ? packed[c].y : wd == 2 ? packed[c].z : packed[c].w;
                         const float s = __ldg(s_row[c] + group);
-                        const float o = W::kOffsets ? __ldg(o_row[c] + group) : 0.0f;
+                        const float o = W::kOffsets ? int4_offset(o_row[c], s, group) : 0.0f;
 #pragma unroll
                         for (int t = 0; t < W::kPerWord; ++t) {
                             w[c][t] = W::kOffsets ? fmaf(W::word_value(word, t), s, o) : W::word_value(word, t) * s;
@@ -169,7 +174,7 @@ qmatmul_gemv_kernel(const si_qmatmul_params p, const QLayout layout) {
 #pragma unroll
                 for (int c = 0; c < kChannels; ++c) {
                     const float q = float(W::value(q_row[c], i));
-                    w[c] = W::kOffsets ? fmaf(q, __ldg(s_row[c] + g), __ldg(o_row[c] + g)) : q * __ldg(s_row[c] + g);
+                    w[c] = W::kOffsets ? fmaf(q, __ldg(s_row[c] + g), int4_offset(o_row[c], __ldg(s_row[c] + g), g)) : q * __ldg(s_row[c] + g);
                 }
 #pragma unroll
                 for (int r = 0; r < kRows; ++r) {
@@ -326,7 +331,7 @@ qmatmul_tiled_kernel(const si_qmatmul_params p, const QLayout layout) {
     const int64_t w_channel = w_valid ? n0 + stage_row : 0;
     const uint8_t* q_row = static_cast<const uint8_t*>(p.q) + w_channel * layout.row_bytes;
     const float* s_row = p.scales + w_channel * layout.n_groups;
-    const float* o_row = W::kOffsets ? p.offsets + w_channel * layout.n_groups : nullptr;
+    const float* o_row = W::kOffsets && p.offsets ? p.offsets + w_channel * layout.n_groups : nullptr;  // NULL: symmetric int4
     const float x_scale = kQuantizeX ? row_scale[stage_row] : 0.0f;
 
     float acc[4][4];
@@ -346,7 +351,7 @@ qmatmul_tiled_kernel(const si_qmatmul_params p, const QLayout layout) {
             if (w_valid && kk < k) {
                 const int32_t g = group_of(layout, gs, kk);
                 const float q = float(W::value(q_row, kk));
-                wv = W::kOffsets ? fmaf(q, __ldg(s_row + g), __ldg(o_row + g)) : q * __ldg(s_row + g);
+                wv = W::kOffsets ? fmaf(q, __ldg(s_row + g), int4_offset(o_row, __ldg(s_row + g), g)) : q * __ldg(s_row + g);
             }
             w_tile[stage_k + i][stage_row] = wv;
         }
@@ -536,7 +541,7 @@ qmatmul_b32_kernel(si_qmatmul_params p, QLayout layout) {
             for (int32_t i = begin; i < end; ++i) dot += int32_t(qx[i]) * W::value(w, i);
             const int32_t g = begin / p.group_size;
             float block = float(dot) * scales[g];
-            if constexpr (W::kOffsets) block = fmaf(float(tq[b]), p.offsets[c * layout.n_groups + g], block);
+            if constexpr (W::kOffsets) block = fmaf(float(tq[b]), p.offsets ? p.offsets[c * layout.n_groups + g] : -8.0f * scales[g], block);
             acc = fmaf(sx[b], block, acc);
         }
         acc = warp_sum(acc);

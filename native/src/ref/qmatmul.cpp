@@ -26,6 +26,9 @@ int32_t weight_value(const si_qmatmul_params& p, int64_t channel, int64_t i) {
     return (i % 2 == 0) ? (byte & 0x0f) : (byte >> 4);
 }
 
+// An int4 group's offset; NULL offsets mean symmetric int4 (offset = -8 * scale).
+float offset_of(const si_qmatmul_params& p, int64_t at) { return p.offsets ? p.offsets[at] : -8.0f * p.scales[at]; }
+
 }  // namespace
 
 constexpr int64_t kActivationBlock = 32;
@@ -55,7 +58,7 @@ static si_result qmatmul_block32(const si_qmatmul_params& p) {
                     qsum += qx[size_t(i)];
                 }
                 double block = double(dot) * double(p.scales[c * n_groups + g]);
-                if (p.format == SI_WEIGHT_I4) block += double(qsum) * double(p.offsets[c * n_groups + g]);
+                if (p.format == SI_WEIGHT_I4) block += double(qsum) * double(offset_of(p, c * n_groups + g));
                 sum += double(scale_x[size_t(b)]) * block;
             }
             if (p.bias) sum += double(p.bias[c]);
@@ -89,7 +92,7 @@ si_result qmatmul(const si_qmatmul_params& p) {
                     for (int64_t i = begin; i < end; ++i) dot += int64_t(qx[size_t(i)]) * weight_value(p, c, i);
                     sum += double(dot) * scale;
                 } else {
-                    const double offset = p.format == SI_WEIGHT_I4 ? double(p.offsets[c * n_groups + g]) : 0.0;
+                    const double offset = p.format == SI_WEIGHT_I4 ? double(offset_of(p, c * n_groups + g)) : 0.0;
                     for (int64_t i = begin; i < end; ++i) sum += double(x[i]) * (double(weight_value(p, c, i)) * scale + offset);
                 }
             }

@@ -43,6 +43,9 @@ public sealed class GgufRepackTests
         Assert.Equal(format, weight.Format);
         Assert.Equal(group, weight.GroupSize);
         Assert.False(weight.IsRagged);
+        // Q4_0 is symmetric: no offsets stored (20 bytes per 32 weights instead of 24).
+        Assert.Equal(type == GgmlType.Q4_0, weight.IsSymmetric);
+        if (type == GgmlType.Q4_0) Assert.Equal(rows * blocksPerRow * 20L, weight.ByteLength);
 
         var actual = new float[columns];
         for (int r = 0; r < rows; r++)
@@ -89,6 +92,19 @@ public sealed class GgufRepackTests
             Assert.Equal(15 - j, weight.GetValue(0, j + 16));
         }
         Assert.Equal(-8f, weight.RowOffsets(0)[0]);
+    }
+
+    [Fact]
+    public void SymmetricInt4_RefusesBlocksWithOffsets_AndHasNoOffsetRows()
+    {
+        using var weight = QuantizedWeight.Allocate(QuantFormat.Int4, 1, 32, 32, symmetric: true);
+        Assert.True(weight.IsSymmetric);
+        Assert.Equal(0, weight.OffsetsData);
+        Assert.Contains("symmetric", weight.Describe());
+        var error = Assert.Throws<ArgumentException>(() => GgufRepack.RepackRow(GgmlType.Q4_1, new byte[20], weight, 0));
+        Assert.Contains("Q4_1", error.Message);
+        Assert.Throws<InvalidOperationException>(() => weight.RowOffsets(0));
+        Assert.Throws<ArgumentException>(() => QuantizedWeight.Allocate(QuantFormat.Int8, 1, 32, 32, symmetric: true));
     }
 
     [Fact]
