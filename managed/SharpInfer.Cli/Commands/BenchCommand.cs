@@ -82,7 +82,7 @@ internal static class BenchCommand
                     decode.Add(nGen / decodeSeconds);
                 }
                 double prefillRate = Median(prefill), decodeRate = Median(decode);
-                long weightBytes = loaded.Checkpoint.TensorNames.Sum(n => loaded.Checkpoint.GetTensor(n).ByteLength);
+                long weightBytes = DecodeWeights(loaded).Bytes;
                 double weightGbPerSecond = weightBytes * decodeRate / 1e9;
                 var c = model.Config;
                 string modelName = Path.GetFileName(loaded.Checkpoint.SourcePath.TrimEnd('/'));
@@ -124,6 +124,37 @@ internal static class BenchCommand
         return command;
     }
 
+    /// <summary>
+    /// What one decode token reads and multiplies: every tensor's bytes except the token
+    /// embedding table (a decode step reads one row of it; counted when tied to the LM head, which
+    /// reads all of it), and the element count of the 2-D weights a token is multiplied by.
+    /// </summary>
+    private static (long Bytes, long MatmulWeights) DecodeWeights(LoadedModel loaded)
+    {
+        var checkpoint = loaded.Checkpoint;
+        bool tied = loaded.Model.Config.TieWordEmbeddings && !checkpoint.TensorNames.Contains(SharpInfer.Models.LlamaTensorNames.Output);
+        long bytes = 0, weights = 0;
+        foreach (string name in checkpoint.TensorNames)
+        {
+            var tensor = checkpoint.GetTensor(name);
+            if (name == SharpInfer.Models.LlamaTensorNames.TokenEmbedding && !tied) continue;
+            bytes += tensor.ByteLength;
+            if (tensor.Shape.Length == 2) weights += tensor.Shape[0] * tensor.Shape[1];
+        }
+        return (bytes, weights);
+    }
+
+    /// <summary>
+    /// FLOPs of one token's forward at context length <paramref name="context"/>: 2 per weight of
+    /// every matmul, plus attention's Q.K and P.V (2 x 2 x heads x head_dim per cached token per
+    /// layer). Norms, rope and activations are left out (well under 1% at Llama shapes).
+    /// </summary>
+    private static double FlopsPerToken(LoadedModel loaded, double context)
+    {
+        var c = loaded.Model.Config;
+        return 2.0 * DecodeWeights(loaded).MatmulWeights + 4.0 * c.NumLayers * c.NumHeads * c.HeadDim * context;
+    }
+
     private sealed record EngineBenchSettings(int Concurrency, int Requests, int PromptLength, int GenLength, int SharedPrefix)
     {
         public void Validate()
@@ -134,10 +165,13 @@ internal static class BenchCommand
         }
     }
 
-    /// <param name="DecodeSeconds">From the first request's first token to the last token: the span
-    /// in which the remaining (decode) tokens were produced.</param>
+    /// <param name="DecodeTokens">Tokens produced in the full-batch decode window: from the moment
+    /// the last of the first Concurrency requests produced its first token (every prefill done) to
+    /// the moment the first request finished, when every step decodes one token for each of the
+    /// Concurrency requests and nothing else.</param>
+    /// <param name="DecodeSeconds">That window's length (0 when it is empty).</param>
     private sealed record EngineBenchReport(double Seconds, long OutputTokens, List<double> TimeToFirstToken, List<double> InterTokenLatency,
-                                            EngineStats Stats, int KvBlocks, double DecodeSeconds);
+                                            EngineStats Stats, int KvBlocks, long DecodeTokens, double DecodeSeconds);
 
     /// <summary>Keeps Concurrency greedy requests (EOS ignored) in flight until Requests have finished.</summary>
     private static async Task<EngineBenchReport> RunEngineAsync(LoadedModel loaded, EngineBenchSettings settings)
@@ -172,13 +206,15 @@ internal static class BenchCommand
 
         var ttft = new List<double>();
         var itl = new List<double>();
-        long outputTokens = 0, firstTokenAt = long.MaxValue, lastTokenAt = 0;
+        long outputTokens = 0;
+        var produced = new List<(int Request, long At, int Count)>();
         int next = -1;
         var clock = Stopwatch.StartNew();
         async Task Worker()
         {
             var localTtft = new List<double>();
             var localItl = new List<double>();
+            var localProduced = new List<(int, long, int)>();
             long localTokens = 0;
             for (int r = Interlocked.Increment(ref next); r < settings.Requests; r = Interlocked.Increment(ref next))
             {
@@ -190,8 +226,7 @@ internal static class BenchCommand
                     if (previous == 0) localTtft.Add(Stopwatch.GetElapsedTime(submitted, delta.Timestamp).TotalSeconds);
                     else localItl.Add(Stopwatch.GetElapsedTime(previous, delta.Timestamp).TotalSeconds);
                     previous = delta.Timestamp;
-                    InterlockedMin(ref firstTokenAt, delta.Timestamp);
-                    InterlockedMax(ref lastTokenAt, delta.Timestamp);
+                    localProduced.Add((r, delta.Timestamp, delta.TokenIds.Count));
                     localTokens += delta.TokenIds.Count;
                 }
             }
@@ -199,6 +234,7 @@ internal static class BenchCommand
             {
                 ttft.AddRange(localTtft);
                 itl.AddRange(localItl);
+                produced.AddRange(localProduced);
                 outputTokens += localTokens;
             }
         }
@@ -215,30 +251,31 @@ internal static class BenchCommand
             GeneratedTokens = end.GeneratedTokens - baseline.GeneratedTokens,
             Steps = end.Steps - baseline.Steps,
         };
-        double decodeSeconds = lastTokenAt > firstTokenAt ? Stopwatch.GetElapsedTime(firstTokenAt, lastTokenAt).TotalSeconds : 0;
-        return new EngineBenchReport(seconds, outputTokens, ttft, itl, delta, kvBlocks, decodeSeconds);
+        var (decodeTokens, decodeSeconds) = FullBatchDecodeWindow(produced, settings.Concurrency);
+        return new EngineBenchReport(seconds, outputTokens, ttft, itl, delta, kvBlocks, decodeTokens, decodeSeconds);
     }
 
-    private static void InterlockedMin(ref long target, long value)
+    /// <summary>Tokens and seconds of the full-batch decode window (see EngineBenchReport).</summary>
+    private static (long Tokens, double Seconds) FullBatchDecodeWindow(List<(int Request, long At, int Count)> produced, int concurrency)
     {
-        for (long seen = Volatile.Read(ref target); value < seen; seen = Volatile.Read(ref target))
-            if (Interlocked.CompareExchange(ref target, value, seen) == seen) return;
-    }
-
-    private static void InterlockedMax(ref long target, long value)
-    {
-        for (long seen = Volatile.Read(ref target); value > seen; seen = Volatile.Read(ref target))
-            if (Interlocked.CompareExchange(ref target, value, seen) == seen) return;
+        var byRequest = produced.GroupBy(p => p.Request).ToDictionary(g => g.Key, g => (First: g.Min(p => p.At), Last: g.Max(p => p.At)));
+        if (byRequest.Count == 0) return (0, 0);
+        long start = byRequest.Where(kv => kv.Key < concurrency).Max(kv => kv.Value.First);
+        long end = byRequest.Min(kv => kv.Value.Last);
+        if (end <= start) return (0, 0);
+        long tokens = produced.Where(p => p.At > start && p.At <= end).Sum(p => (long)p.Count);
+        return (tokens, Stopwatch.GetElapsedTime(start, end).TotalSeconds);
     }
 
     private static void WriteEngineReport(EngineBenchReport r, LoadedModel loaded, EngineBenchSettings s, bool json, TextWriter stdout)
     {
         double requestsPerSecond = s.Requests / r.Seconds, tokensPerSecond = r.OutputTokens / r.Seconds;
-        // Tokens after each request's first, over the span they were produced in (prefill excluded
-        // when all requests start together, as with --requests equal to --concurrency).
-        double decodePerSecond = r.DecodeSeconds > 0 ? (r.OutputTokens - s.Requests) / r.DecodeSeconds : 0;
+        // Aggregate decode rate while every in-flight request decodes (no prefill in those steps).
+        double decodePerSecond = r.DecodeSeconds > 0 ? r.DecodeTokens / r.DecodeSeconds : 0;
         double tokensPerStep = r.Stats.Steps == 0 ? 0 : (double)(r.Stats.GeneratedTokens + r.Stats.PromptTokensComputed) / r.Stats.Steps;
         double Ms(List<double> values, double q) => Math.Round(Percentile(values, q) * 1000, 3);
+        // Decode arithmetic rate: decode tokens/s x FLOPs per token at the mean decode context.
+        double flopsPerToken = FlopsPerToken(loaded, s.PromptLength + s.GenLength / 2.0);
         if (json)
         {
             using var buffer = new MemoryStream();
@@ -268,6 +305,8 @@ internal static class BenchCommand
                 w.WriteNumber("prompt_tokens_computed", r.Stats.PromptTokensComputed);
                 w.WriteNumber("prompt_tokens_cached", r.Stats.PromptTokensCached);
                 w.WriteNumber("preemptions", r.Stats.Preemptions);
+                w.WriteNumber("decode_gflop_per_token", Math.Round(flopsPerToken / 1e9, 4));
+                w.WriteNumber("decode_gflops", Math.Round(decodePerSecond * flopsPerToken / 1e9, 2));
                 w.WriteEndObject();
             }
             stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
@@ -278,7 +317,7 @@ internal static class BenchCommand
         stdout.WriteLine($"backend    {loaded.Backend.Kind.ToString().ToLowerInvariant()}, {loaded.Backend.Threads} threads");
         stdout.WriteLine($"workload   {s.Requests} requests, {s.Concurrency} in flight, prompt {s.PromptLength} (shared {s.SharedPrefix}), generate {s.GenLength}");
         stdout.WriteLine($"throughput {requestsPerSecond,10:F2} requests/s   {tokensPerSecond,10:F1} output tokens/s   ({r.Seconds:F2} s)");
-        stdout.WriteLine($"decode     {decodePerSecond,10:F1} tokens/s after each request's first token");
+        stdout.WriteLine($"decode     {decodePerSecond,10:F1} tokens/s with all {s.Concurrency} in flight decoding ({decodePerSecond * flopsPerToken / 1e9:F1} GFLOP/s at {flopsPerToken / 1e9:F2} GFLOP per token)");
         stdout.WriteLine($"ttft       p50 {Ms(r.TimeToFirstToken, 0.5),9:F2} ms   p99 {Ms(r.TimeToFirstToken, 0.99),9:F2} ms");
         stdout.WriteLine($"itl        p50 {Ms(r.InterTokenLatency, 0.5),9:F2} ms   p99 {Ms(r.InterTokenLatency, 0.99),9:F2} ms");
         stdout.WriteLine($"engine     {r.Stats.Steps} steps ({tokensPerStep:F1} tokens/step), prompt tokens {r.Stats.PromptTokensComputed} computed / {r.Stats.PromptTokensCached} cached, {r.Stats.Preemptions} preemptions");
