@@ -207,11 +207,28 @@ SI_TARGET_AVX512 void rows_avx512(const si_matmul_params& p, int64_t r0, int64_t
     }
 }
 
+// Batches of 8+ rows: blocks of 8 rows x 3 channels (24 accumulators): each converted weight
+// vector feeds 8 FMAs, so the f16/bf16 conversions take a smaller share of the FP pipes.
+template <si_dtype D>
+SI_TARGET_AVX512 void rows8_avx512(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c) {
+    int64_t r = r0;
+    for (; r + 6 <= r1; r += 6) block_avx512<D, 6, 4>(p, r, c, r == r0);
+    for (; r + 4 <= r1; r += 4) block_avx512<D, 4, 4>(p, r, c, r == r0);
+    switch (r1 - r) {
+        case 3: block_avx512<D, 3, 4>(p, r, c, r == r0); break;
+        case 2: block_avx512<D, 2, 4>(p, r, c, r == r0); break;
+        case 1: block_avx512<D, 1, 4>(p, r, c, r == r0); break;
+        default: break;
+    }
+}
+
 template <si_dtype D>
 SI_TARGET_AVX512 void tile_avx512(const si_matmul_params& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     int64_t c = c0;
     if (r1 - r0 == 1) {
         for (; c + 8 <= c1; c += 8) block_avx512<D, 1, 8>(p, r0, c, true);
+    } else if (r1 - r0 >= 8) {
+        for (; c + 4 <= c1; c += 4) rows8_avx512<D>(p, r0, r1, c);
     } else {
         for (; c + 4 <= c1; c += 4) rows_avx512<D, 4>(p, r0, r1, c);
     }
