@@ -4,12 +4,15 @@
 // delivers. Decode matmuls cycle through enough weight copies (>= 256 MiB) that every
 // iteration streams its weights from DRAM, as a real decode step does.
 //
+// Every case is first checked against the ref backend on the same inputs (ref_check.h).
+//
 // Run: build/<dir>/perf/native/si_bench_ops [--benchmark_filter=matmul]
 // The ISA level can be forced with SI_CPU_ISA=scalar|avx2|avx512 and the thread count with
 // SI_BENCH_THREADS (default: all hardware threads).
 #include <sharpinfer/sharpinfer.h>
 
 #include "common/dtype.h"
+#include "ref_check.h"
 
 #include <benchmark/benchmark.h>
 
@@ -170,6 +173,20 @@ void BM_matmul(benchmark::State& state) {
     p.n = n;
     p.k = k;
     p.w_dtype = dtype;
+    {
+        // Ref check on the first (up to) 64 output channels: the same weight rows and inputs.
+        p.w = weights.data();
+        if (!check(state, si_matmul(ctx, &p))) return;
+        si_matmul_params ref = p;
+        ref.n = std::min(n, 64);
+        std::vector<float> y_ref(size_t(m) * size_t(ref.n));
+        ref.y = y_ref.data();
+        ref.y_stride = ref.n;
+        si_bench::Difference d;
+        const si_result status = si_matmul(si_bench::ref_context(), &ref);
+        if (status == SI_OK) d.add(y.data(), n, y_ref.data(), ref.n, m, ref.n);
+        if (!si_bench::matches_ref(state, "matmul", status, d)) return;
+    }
     size_t copy = 0;
     for (auto _ : state) {
         p.w = weights.data() + copy * weight_bytes;
@@ -209,6 +226,16 @@ void BM_rms_norm(benchmark::State& state) {
     p.dim = dim;
     p.eps = 1e-5f;
     si_context* ctx = cpu_context(bench_threads());
+    {
+        if (!check(state, si_rms_norm(ctx, &p))) return;
+        std::vector<float> want(out.size());
+        si_rms_norm_params ref = p;
+        ref.out = want.data();
+        si_bench::Difference d;
+        const si_result status = si_rms_norm(si_bench::ref_context(), &ref);
+        if (status == SI_OK) d.add(out.data(), dim, want.data(), dim, rows, dim);
+        if (!si_bench::matches_ref(state, "rms_norm", status, d)) return;
+    }
     for (auto _ : state) {
         if (!check(state, si_rms_norm(ctx, &p))) break;
     }
@@ -234,6 +261,18 @@ void BM_rope(benchmark::State& state) {
     p.freq_scale = 1.0f;
     p.layout = si_rope_layout(state.range(1));
     si_context* ctx = cpu_context(bench_threads());
+    {
+        // Rope rotates in place: each backend rotates its own copy once.
+        std::vector<float> got = x, want = x;
+        si_rope_params cpu = p, ref = p;
+        cpu.x = got.data();
+        ref.x = want.data();
+        if (!check(state, si_rope(ctx, &cpu))) return;
+        si_bench::Difference d;
+        const si_result status = si_rope(si_bench::ref_context(), &ref);
+        if (status == SI_OK) d.add(got.data(), 0, want.data(), 0, 1, int64_t(got.size()));
+        if (!si_bench::matches_ref(state, "rope", status, d)) return;
+    }
     for (auto _ : state) {
         if (!check(state, si_rope(ctx, &p))) break;
     }
@@ -265,6 +304,16 @@ void BM_attention(benchmark::State& state) {
     p.head_dim = head_dim;
     p.scale = 0.125f;
     si_context* ctx = cpu_context(bench_threads());
+    {
+        if (!check(state, si_attention(ctx, &p))) return;
+        std::vector<float> want(out.size());
+        si_attention_params ref = p;
+        ref.out = want.data();
+        si_bench::Difference d;
+        const si_result status = si_attention(si_bench::ref_context(), &ref);
+        if (status == SI_OK) d.add(out.data(), q_row, want.data(), q_row, n_q, q_row);
+        if (!si_bench::matches_ref(state, "attention", status, d)) return;
+    }
     for (auto _ : state) {
         if (!check(state, si_attention(ctx, &p))) break;
     }
@@ -291,6 +340,16 @@ void BM_softmax(benchmark::State& state) {
     p.n = n;
     p.inv_temperature = 1.0f;
     si_context* ctx = cpu_context(bench_threads());
+    {
+        if (!check(state, si_softmax(ctx, &p))) return;
+        std::vector<float> want(out.size());
+        si_softmax_params ref = p;
+        ref.out = want.data();
+        si_bench::Difference d;
+        const si_result status = si_softmax(si_bench::ref_context(), &ref);
+        if (status == SI_OK) d.add(out.data(), n, want.data(), n, rows, n);
+        if (!si_bench::matches_ref(state, "softmax", status, d)) return;
+    }
     for (auto _ : state) {
         if (!check(state, si_softmax(ctx, &p))) break;
     }
@@ -309,6 +368,18 @@ void BM_argmax(benchmark::State& state) {
     p.rows = rows;
     p.n = n;
     si_context* ctx = cpu_context(bench_threads());
+    {
+        // Exact: the index of each row's maximum (random floats: no ties).
+        if (!check(state, si_argmax(ctx, &p))) return;
+        std::vector<int32_t> want(out.size());
+        si_argmax_params ref = p;
+        ref.out = want.data();
+        if (!check(state, si_argmax(si_bench::ref_context(), &ref))) return;
+        if (want != out) {
+            state.SkipWithError("argmax differs from ref: not timed");
+            return;
+        }
+    }
     for (auto _ : state) {
         if (!check(state, si_argmax(ctx, &p))) break;
     }

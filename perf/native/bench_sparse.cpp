@@ -9,7 +9,8 @@
 //    matrix) and its fraction of the streaming-read bandwidth measured in this binary (all
 //    threads).
 // Weights cycle through enough copies (>= 256 MiB) that every call streams them from DRAM, as a
-// decode step does. A summary table, with the load average at start and end, is printed at the
+// decode step does. Every case is first checked against the ref backend on its first 64 output
+// channels (ref_check.h). A summary table, with the load average at start and end, is printed at the
 // end; --benchmark_out=FILE --benchmark_out_format=json writes every row with its counters.
 //
 // Run: build/<dir>/perf/native/si_bench_sparse [--benchmark_filter=m:1/]
@@ -18,6 +19,7 @@
 #include <sharpinfer/sharpinfer.h>
 
 #include "common/dtype.h"
+#include "ref_check.h"
 
 #include <benchmark/benchmark.h>
 
@@ -258,10 +260,12 @@ const Weights& weights_for(Format format, int shape) {
     return *slot;
 }
 
-// One call on copy `copy` of the weights.
-si_result call(const Weights& weights, size_t copy, int32_t m, const float* x, float* y) {
+// One call on copy `copy` of the weights, on the cpu backend; or on `context` over the first
+// `rows` output channels (the ref check), writing y with row stride `rows`.
+si_result call(const Weights& weights, size_t copy, int32_t m, const float* x, float* y, si_context* context = nullptr, int32_t rows = 0) {
     const uint8_t* base = weights.data.data() + copy * weights.bytes;
-    const int32_t n = weights.n, k = weights.k;
+    const int32_t n = rows > 0 ? rows : weights.n, k = weights.k;
+    if (!context) context = cpu_context();
     if (weights.format == kDense) {
         si_matmul_params p{};
         p.x = x;
@@ -273,7 +277,7 @@ si_result call(const Weights& weights, size_t copy, int32_t m, const float* x, f
         p.n = n;
         p.k = k;
         p.w_dtype = SI_DTYPE_F16;
-        return si_matmul(cpu_context(), &p);
+        return si_matmul(context, &p);
     }
     si_sparse_matmul_params p{};
     p.x = x;
@@ -288,7 +292,7 @@ si_result call(const Weights& weights, size_t copy, int32_t m, const float* x, f
     p.k = k;
     p.values_dtype = SI_DTYPE_F16;
     p.format = weights.format == k24 ? SI_SPARSE_2_4 : SI_SPARSE_BITMASK;
-    return si_sparse_matmul(cpu_context(), &p);
+    return si_sparse_matmul(context, &p);
 }
 
 // Seconds per call over `calls` calls, cycling the copies.
@@ -312,6 +316,17 @@ void BM_sparse(benchmark::State& state) {
     uint64_t seed = 99;
     std::vector<float> x(size_t(m) * size_t(k)), y(size_t(m) * size_t(n));
     for (float& v : x) v = uniform(seed);
+    {
+        // Ref check: the first 64 channels of the same weights (each row is stored on its own, so
+        // a prefix of rows is a valid matrix of every format).
+        if (!check(state, call(weights, 0, m, x.data(), y.data()))) return;
+        const int32_t rows = std::min(n, 64);
+        std::vector<float> want(size_t(m) * size_t(rows));
+        si_bench::Difference d;
+        const si_result status = call(weights, 0, m, x.data(), want.data(), si_bench::ref_context(), rows);
+        if (status == SI_OK) d.add(y.data(), n, want.data(), rows, m, rows);
+        if (!si_bench::matches_ref(state, kFormatNames[format], status, d)) return;
+    }
 
     size_t copy = 0;
     for (auto _ : state) {
