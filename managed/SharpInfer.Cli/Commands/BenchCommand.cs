@@ -23,6 +23,12 @@ internal static class BenchCommand
         var genLen = new Option<int>("--gen-len") { Description = "Engine mode: tokens generated per request (EOS ignored).", DefaultValueFactory = _ => 32 };
         var sharedPrefix = new Option<int>("--shared-prefix") { Description = "Engine mode: leading prompt tokens every request shares (prefix caching).", DefaultValueFactory = _ => 0 };
         var requests = new Option<int?>("--requests") { Description = "Engine mode: requests in total (default: the concurrency)." };
+        var limits = new Option<string?>("--limits")
+        {
+            Description = "This machine's limits as written by `perf/machine-limits --json`: adds model bandwidth utilization " +
+                          "(weight and KV bytes read per decode step x steps/s / measured read bandwidth) and prefill model FLOPs " +
+                          "utilization (against the peak of the instructions the matmuls use).",
+        };
 
         var command = new Command("bench", "Measure prefill and decode tokens/s of one sequence (median of repeats), " +
                                            "or with --concurrency the batching engine's throughput and latency.");
@@ -35,6 +41,7 @@ internal static class BenchCommand
         command.Options.Add(genLen);
         command.Options.Add(sharedPrefix);
         command.Options.Add(requests);
+        command.Options.Add(limits);
 
         command.SetAction(parse =>
         {
@@ -84,6 +91,14 @@ internal static class BenchCommand
                 double prefillRate = Median(prefill), decodeRate = Median(decode);
                 long weightBytes = DecodeWeights(loaded).Bytes;
                 double weightGbPerSecond = weightBytes * decodeRate / 1e9;
+                // Bytes a decode step reads (weights, and K/V at the mean decode context) and the
+                // FLOPs of a prefill token (at the mean prefill context).
+                double decodeBytes = weightBytes + KvBytesPerToken(model.Config, cache.DType) * (nPrompt + nGen / 2.0);
+                double prefillFlops = FlopsPerToken(loaded, nPrompt / 2.0);
+                var machine = parse.GetValue(limits) is { } limitsPath ? MachineLimits.Read(limitsPath) : null;
+                string peakName = PeakFor(loaded);
+                double? bandwidthUtilization = machine?.ReadGbPerSecond is double bw ? decodeBytes * decodeRate / 1e9 / bw : null;
+                double? flopsUtilization = machine?.Peak(peakName) is double peak ? prefillFlops * prefillRate / 1e9 / peak : null;
                 var c = model.Config;
                 string modelName = Path.GetFileName(loaded.Checkpoint.SourcePath.TrimEnd('/'));
 
@@ -103,6 +118,16 @@ internal static class BenchCommand
                         w.WriteNumber("decode_tokens_per_second", Math.Round(decodeRate, 2));
                         w.WriteNumber("weight_bytes", weightBytes);
                         w.WriteNumber("decode_weight_gb_per_second", Math.Round(weightGbPerSecond, 3));
+                        w.WriteNumber("decode_bytes_per_token", Math.Round(decodeBytes));
+                        w.WriteNumber("prefill_gflops", Math.Round(prefillFlops * prefillRate / 1e9, 2));
+                        if (machine is not null)
+                        {
+                            w.WriteNumber("machine_read_gb_per_second", machine.ReadGbPerSecond ?? 0);
+                            if (bandwidthUtilization is double mbu) w.WriteNumber("decode_model_bandwidth_utilization", Math.Round(mbu, 3));
+                            w.WriteString("peak", peakName);
+                            w.WriteNumber("peak_gflops", machine.Peak(peakName) ?? 0);
+                            if (flopsUtilization is double mfu) w.WriteNumber("prefill_model_flops_utilization", Math.Round(mfu, 3));
+                        }
                         w.WriteEndObject();
                     }
                     stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
@@ -113,6 +138,10 @@ internal static class BenchCommand
                     stdout.WriteLine($"backend  {loaded.Backend.Kind.ToString().ToLowerInvariant()}, {loaded.Backend.Threads} threads");
                     stdout.WriteLine($"prefill  {prefillRate,10:F1} tokens/s  ({nPrompt} tokens, median of {nRep})");
                     stdout.WriteLine($"decode   {decodeRate,10:F1} tokens/s  ({nGen} steps, median of {nRep}; {weightGbPerSecond:F2} GB/s of weights)");
+                    if (bandwidthUtilization is double mbu)
+                        stdout.WriteLine($"MBU      {mbu * 100,9:F1} %    of {machine!.ReadGbPerSecond:F1} GB/s measured ({decodeBytes / 1e6:F1} MB of weights and K/V per step)");
+                    if (flopsUtilization is double mfu)
+                        stdout.WriteLine($"MFU      {mfu * 100,9:F1} %    of {machine!.Peak(peakName):F0} GFLOP/s {peakName} (prefill {prefillFlops * prefillRate / 1e9:F1} GFLOP/s)");
                 }
                 return ExitCodes.Ok;
             }
@@ -153,6 +182,61 @@ internal static class BenchCommand
     {
         var c = loaded.Model.Config;
         return 2.0 * DecodeWeights(loaded).MatmulWeights + 4.0 * c.NumLayers * c.NumHeads * c.HeadDim * context;
+    }
+
+    /// <summary>K and V bytes one token occupies in the cache, over all layers (int8: plus its scales).</summary>
+    private static double KvBytesPerToken(SharpInfer.Models.LlamaConfig c, KvCacheDType dtype)
+    {
+        double perHead = dtype switch
+        {
+            KvCacheDType.F32 => 4.0 * c.HeadDim,
+            KvCacheDType.Int8 => c.HeadDim + 4.0,
+            _ => 2.0 * c.HeadDim,
+        };
+        return 2.0 * c.NumLayers * c.NumKvHeads * perHead;
+    }
+
+    /// <summary>
+    /// The peak the matmuls are judged against: int8 dot products (VNNI) when any weight runs with
+    /// int8 activations, else f32 FMA (f16/bf16 weights convert to f32 in registers).
+    /// </summary>
+    private static string PeakFor(LoadedModel loaded)
+    {
+        var checkpoint = loaded.Checkpoint;
+        bool int8 = checkpoint.TensorNames.Any(n => checkpoint.GetTensor(n).Quantized?.Activations is SharpInfer.Quantization.QuantActivations.Int8
+                                                                                                    or SharpInfer.Quantization.QuantActivations.Int8Block32);
+        return int8 ? "int8_vnni_avx512" : "f32_fma_avx512";
+    }
+
+    /// <summary>The figures of `perf/machine-limits --json` the bench uses.</summary>
+    private sealed record MachineLimits(double? ReadGbPerSecond, Dictionary<string, double> Peaks)
+    {
+        public double? Peak(string name) => Peaks.TryGetValue(name, out double v) ? v : null;
+
+        public static MachineLimits Read(string path)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(path));
+                var root = doc.RootElement;
+                double? read = root.TryGetProperty("memory_read_gb_per_s", out var mem) && mem.TryGetProperty("all_threads", out var all)
+                               && all.ValueKind == JsonValueKind.Number ? all.GetDouble() : null;
+                var peaks = new Dictionary<string, double>();
+                if (root.TryGetProperty("peak", out var list) && list.ValueKind == JsonValueKind.Array)
+                {
+                    foreach (var item in list.EnumerateArray())
+                    {
+                        if (item.TryGetProperty("name", out var name) && item.TryGetProperty("all_threads", out var value) && value.ValueKind == JsonValueKind.Number)
+                            peaks[name.GetString() ?? ""] = value.GetDouble();
+                    }
+                }
+                return new MachineLimits(read, peaks);
+            }
+            catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException or InvalidOperationException)
+            {
+                throw new ArgumentException($"--limits {path}: not a perf/machine-limits --json file ({e.Message})", e);
+            }
+        }
     }
 
     private sealed record EngineBenchSettings(int Concurrency, int Requests, int PromptLength, int GenLength, int SharedPrefix)

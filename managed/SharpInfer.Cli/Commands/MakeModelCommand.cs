@@ -14,10 +14,11 @@ internal static class MakeModelCommand
         var output = new Option<string>("--out", "-o") { Description = "GGUF file to write.", Required = true };
         var shape = new Option<string>("--shape")
         {
-            Description = "Model dimensions: tinyllama-1.1b (22 layers, hidden 2048, vocab 32000) or tiny (2 layers, hidden 64).",
+            Description = "Model dimensions: tinyllama-1.1b (22 layers, hidden 2048, vocab 32000), llama-7b-layer (one block of " +
+                          "Llama-2-7B: hidden 4096, ffn 11008, 32 heads of 128; kernel-level figures at 7B sizes) or tiny (2 layers, hidden 64).",
             DefaultValueFactory = _ => "tinyllama-1.1b",
         };
-        shape.AcceptOnlyFromAmong("tinyllama-1.1b", "tiny");
+        shape.AcceptOnlyFromAmong("tinyllama-1.1b", "llama-7b-layer", "tiny");
         var dtype = new Option<string>("--dtype")
         {
             Description = "Storage of the weight matrices: f32, f16, bf16, q8_0 or q4_0 (GGUF block layouts).",
@@ -37,7 +38,12 @@ internal static class MakeModelCommand
             try
             {
                 string path = parse.GetValue(output)!;
-                var config = parse.GetValue(shape) == "tiny" ? SyntheticModel.Tiny : SyntheticModel.TinyLlama1B;
+                var config = parse.GetValue(shape) switch
+                {
+                    "tiny" => SyntheticModel.Tiny,
+                    "llama-7b-layer" => SyntheticModel.Llama7BLayer,
+                    _ => SyntheticModel.TinyLlama1B,
+                };
                 var type = parse.GetValue(dtype) switch
                 {
                     "f32" => GgmlType.F32,

@@ -14,6 +14,8 @@ public sealed class KvCache : IDisposable
     public int Capacity { get; }
     /// <summary>Tokens already written (the next token's position).</summary>
     public int Length { get; internal set; }
+    /// <summary>Element type of the cached K and V.</summary>
+    public KvCacheDType DType => Pages.DType;
 
     internal KvCache(LlamaConfig config, int capacity, int blockSize, KvCacheDType dtype)
     {

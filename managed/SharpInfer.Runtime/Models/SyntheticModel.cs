@@ -23,6 +23,16 @@ public static class SyntheticModel
         NumHeads = 32, NumKvHeads = 4, HeadDim = 64, MaxContext = 2048, RmsNormEps = 1e-5f,
     };
 
+    /// <summary>
+    /// One transformer block of Llama-2-7B's dimensions (hidden 4096, ffn 11008, 32 heads of 128, no
+    /// GQA, vocab 32000): end-to-end figures at the matrix sizes of a 7B model without its 13 GB.
+    /// </summary>
+    public static LlamaConfig Llama7BLayer { get; } = new()
+    {
+        VocabSize = 32000, HiddenSize = 4096, IntermediateSize = 11008, NumLayers = 1,
+        NumHeads = 32, NumKvHeads = 32, HeadDim = 128, MaxContext = 4096, RmsNormEps = 1e-5f,
+    };
+
     /// <summary>A tiny model for fast tests: 2 layers, hidden 64, 4 heads / 2 KV heads, vocab 512.</summary>
     public static LlamaConfig Tiny { get; } = new()
     {
