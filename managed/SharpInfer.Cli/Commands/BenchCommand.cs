@@ -58,6 +58,7 @@ internal static class BenchCommand
                 }
                 int nPrompt = parse.GetValue(promptTokens), nGen = parse.GetValue(genTokens), nRep = parse.GetValue(repeats);
                 if (nPrompt < 1 || nGen < 1 || nRep < 1) throw new ArgumentException("--prompt-tokens, --gen-tokens and --repeats must be >= 1");
+                var machine = parse.GetValue(limits) is { } limitsPath ? MachineLimits.Read(limitsPath) : null;  // before any work
                 using var loaded = common.Load(parse, stderr);
                 var model = loaded.Model;
                 int vocab = model.VocabSize;
@@ -95,7 +96,6 @@ internal static class BenchCommand
                 // FLOPs of a prefill token (at the mean prefill context).
                 double decodeBytes = weightBytes + KvBytesPerToken(model.Config, cache.DType) * (nPrompt + nGen / 2.0);
                 double prefillFlops = FlopsPerToken(loaded, nPrompt / 2.0);
-                var machine = parse.GetValue(limits) is { } limitsPath ? MachineLimits.Read(limitsPath) : null;
                 string peakName = PeakFor(loaded);
                 double? bandwidthUtilization = machine?.ReadGbPerSecond is double bw ? decodeBytes * decodeRate / 1e9 / bw : null;
                 double? flopsUtilization = machine?.Peak(peakName) is double peak ? prefillFlops * prefillRate / 1e9 / peak : null;

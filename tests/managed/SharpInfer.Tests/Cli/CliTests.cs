@@ -99,6 +99,46 @@ public class CliTests
     }
 
     [Fact]
+    public void Bench_WithLimits_ReportsBandwidthAndFlopsUtilization()
+    {
+        string model = Path.Combine(Path.GetTempPath(), $"si-bench-{Guid.NewGuid():N}.gguf");
+        string limits = model + ".limits.json";
+        SyntheticModel.Write(model, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.Q8_0, seed: 2);
+        // The shape perf/machine-limits --json writes (only the fields the bench reads).
+        File.WriteAllText(limits, """
+            {"memory_read_gb_per_s": {"one_thread": 30.0, "all_threads": 50.0},
+             "peak": [{"name": "f32_fma_avx512", "unit": "FLOP", "one_thread": 250.0, "all_threads": 500.0, "threads": 2},
+                      {"name": "int8_vnni_avx512", "unit": "OP", "one_thread": 1000.0, "all_threads": 2000.0, "threads": 2}]}
+            """);
+        try
+        {
+            var (code, output, err) = Run("bench", "--model", model, "--limits", limits, "--prompt-tokens", "8", "--gen-tokens", "4", "--repeats", "1", "--json");
+            Assert.True(code == 0, err);
+            using var json = JsonDocument.Parse(output);
+            var root = json.RootElement;
+            double decode = root.GetProperty("decode_tokens_per_second").GetDouble();
+            double bytes = root.GetProperty("decode_bytes_per_token").GetDouble();
+            // MBU is bytes per step x steps/s over the stated 50 GB/s (rounded to 3 decimals).
+            Assert.Equal(Math.Round(bytes * decode / 1e9 / 50.0, 3), root.GetProperty("decode_model_bandwidth_utilization").GetDouble(), 3);
+            Assert.True(bytes > root.GetProperty("weight_bytes").GetDouble(), "K/V bytes are counted on top of the weights");
+            // Q8_0 runs block-wise int8 activations: judged against the VNNI peak.
+            Assert.Equal("int8_vnni_avx512", root.GetProperty("peak").GetString());
+            Assert.Equal(2000.0, root.GetProperty("peak_gflops").GetDouble());
+            Assert.True(root.GetProperty("prefill_model_flops_utilization").GetDouble() > 0);
+
+            File.WriteAllText(limits, "not json");
+            (code, _, err) = Run("bench", "--model", model, "--limits", limits, "--repeats", "1");
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.Contains("machine-limits", err);
+        }
+        finally
+        {
+            File.Delete(model);
+            File.Delete(limits);
+        }
+    }
+
+    [Fact]
     public void MissingModel_IsBadInput()
     {
         var (code, _, err) = Run("generate", "--model", "/nonexistent/model.gguf");
