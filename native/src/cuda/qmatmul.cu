@@ -78,14 +78,42 @@ si_result launch_b32(const si_qmatmul_params& p, const QLayout& layout, cudaStre
     });
 }
 
+// Int8 tensor cores (qmatmul_mma_kernel): W8A8 per token or block-wise, int8 or int4 weights.
+si_result launch_mma(const si_qmatmul_params& p, const QLayout& layout, cudaStream_t stream) {
+    const dim3 grid(unsigned((int64_t(p.n) + qmma::kTileN - 1) / qmma::kTileN), unsigned((int64_t(p.m) + qmma::kTileM - 1) / qmma::kTileM));
+    if (grid.y > 65535u) return fail(SI_ERR_UNSUPPORTED, "si_qmatmul: cuda backend supports m up to %d, got %d", 65535 * qmma::kTileM, p.m);
+    const bool block32 = p.activations == SI_ACTIVATIONS_I8_BLOCK32;
+    NvtxRange range(block32 ? "si_qmatmul/mma_block32" : "si_qmatmul/mma_w8a8");
+    return dispatch_weight_format(p.format, [&](auto format) {
+        using W = decltype(format);
+        const bool vector = aligned16(p.q) && p.k % (W::kOffsets ? 32 : 16) == 0;
+        return dispatch_bool(block32, [&](auto b32) {
+            constexpr bool kBlock32 = decltype(b32)::value;
+            // Per-token int8 activations need int8 weights: never instantiate int4 there.
+            if constexpr (!kBlock32 && W::kOffsets) {
+                return fail(SI_ERR_INTERNAL, "si_qmatmul: int8 activations with int4 weights reached the cuda launcher");
+            } else {
+                return dispatch_bool(vector, [&](auto vec) {
+                    qmatmul_mma_kernel<W, kBlock32, decltype(vec)::value><<<grid, qmma::kThreads, 0, stream>>>(p, layout);
+                    return check_launch("si_qmatmul");
+                });
+            }
+        });
+    });
+}
+
 }  // namespace
 
 si_result launch_qmatmul(const si_qmatmul_params& p, cudaStream_t stream) {
     if (p.m == 0) return SI_OK;
     const QLayout layout = make_layout(p);
+    const bool w8a8 = p.activations == SI_ACTIVATIONS_I8;
+    // Int8 tensor cores from kMinRows rows: block-wise activations at any group size (a step's
+    // scale is its first k's group, as ref), per token where a 32-k step lies in one group.
+    if (p.m >= qmma::kMinRows && (p.activations == SI_ACTIVATIONS_I8_BLOCK32 || (w8a8 && (p.group_size >= p.k || p.group_size % 32 == 0))))
+        return launch_mma(p, layout, stream);
     if (p.activations == SI_ACTIVATIONS_I8_BLOCK32) return launch_b32(p, layout, stream);
     const bool gemv = p.m <= kQGemvMaxRows;
-    const bool w8a8 = p.activations == SI_ACTIVATIONS_I8;
     if (gemv) {
         NvtxRange range(w8a8 ? "si_qmatmul/gemv_w8a8" : "si_qmatmul/gemv");
         if (w8a8) return launch_gemv_w8a8(p, layout, stream);

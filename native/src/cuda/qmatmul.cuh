@@ -13,9 +13,12 @@
 //  - qmatmul_tiled_kernel (larger m, float activations, or W8A8 with group sizes the dp4a
 //    tile does not take): the dense tiled matmul with weights dequantized (and, for W8A8, x
 //    quantized to integer-valued floats) while staging into shared memory.
-//  - qmatmul_tiled_w8a8_kernel (larger m, W8A8, group size a multiple of 32 or >= k): 64x64
-//    int8 tiles in shared memory, dp4a (sm_61+; int8 mma.sync would be faster and is the
-//    next step), int32 per group, f32 across groups.
+//  - qmatmul_tiled_w8a8_kernel (W8A8, group size a multiple of 32 or >= k): 64x64 int8 tiles
+//    in shared memory, dp4a, int32 per group, f32 across groups. No longer dispatched: the
+//    launcher sends these shapes (m > kQGemvMaxRows) to qmatmul_mma_kernel.
+//  - qmatmul_mma_kernel (m >= qmma::kMinRows; W8A8 per token with group size a multiple of 32
+//    or >= k, and block-wise int8 activations with int8 or int4 weights): int8 tensor cores
+//    (mma.sync m16n8k32), x quantized while staging into shared memory.
 // Vector paths need 16-byte aligned packed rows; the launcher checks alignment, k and the
 // group size and otherwise picks the per-element variant (kVector = false), which takes any
 // group size and nibble position.
@@ -489,7 +492,7 @@ qmatmul_tiled_w8a8_kernel(const si_qmatmul_params p, const QLayout layout) {
 }
 
 // ---- block-wise int8 activations (SI_ACTIVATIONS_I8_BLOCK32) --------------------------------
-// grid (ceil(n / (kQGemvWarps * kB32Channels)), m), kQGemvThreads threads, dynamic shared
+// Below qmma::kMinRows rows (qmatmul_mma_kernel takes larger m): grid (ceil(n / (kQGemvWarps * kB32Channels)), m), kQGemvThreads threads, dynamic shared
 // memory b32_shared_bytes(k). The block quantizes its row of x per 32-k block into shared memory
 // (the int8 KV-cache rule, common/kv_quant.h, as ref and cpu do), then each warp takes
 // kB32Channels channels: lane l handles blocks l, l + 32, ..., adding scale_x[b] * (d_b *
@@ -547,6 +550,324 @@ qmatmul_b32_kernel(si_qmatmul_params p, QLayout layout) {
         acc = warp_sum(acc);
         if (lane == 0) p.y[row * p.y_stride + c] = p.bias ? acc + p.bias[c] : acc;
     }
+}
+
+// ---- tiled, int8 tensor cores (mma.sync m16n8k32, sm_80+) ---------------------------------------
+// W8A8 per token (SI_ACTIVATIONS_I8; group size a multiple of 32 or >= k) and block-wise
+// (SI_ACTIVATIONS_I8_BLOCK32; int8 or int4 weights) for m >= kMinRows. grid (ceil(n / 64),
+// ceil(m / 64)), kThreads = 128: four warps in 2 x 2, each owning a 32 x 32 output tile
+// (2 x 4 m16n8 tiles). Per stage the block stages 64 k of x (quantized to int8 on the way:
+// per row with the pre-pass row scales, or per 32-k block, 8 threads per block sharing its max
+// by shuffles) and of the weights (int4 nibbles widened to int8 0..15) into shared memory,
+// zero past m, n and k, plus each 32-k step's weight scale (and int4 offset) per channel.
+// Every m16n8k32 step is one 32-k block:
+//  - per token: int32 sums run to the group's end, then acc = fmaf(float(dot), scale, acc);
+//    y = acc * row_scale + bias (as qmatmul_tiled_w8a8_kernel).
+//  - block-wise: block = float(dot) * scale (+ fmaf(float(t_b), offset, ...) for int4);
+//    acc = fmaf(scale_x[b], block, acc); y = acc (+ bias) (as qmatmul_b32_kernel).
+// Fragments (PTX ISA, mma.m16n8k32 .s8; g = lane / 4, t = lane % 4, one 32-bit word = 4 k):
+//   a0 = A(g, 4t..4t+3)  a1 = A(g+8, 4t..)  a2 = A(g, 16+4t..)  a3 = A(g+8, 16+4t..)
+//   b0 = B(4t..4t+3, g) = W(channel g, 4t..)  b1 = W(channel g, 16+4t..)
+//   c0, c1 = C(g, 2t), C(g, 2t+1)   c2, c3 = C(g+8, 2t), C(g+8, 2t+1)
+// so with tiles stored [row or channel][k word], every fragment register is one word: word
+// 8s + t (+ 4) of the step s. A pitch of 4 mod 8 words puts the 8 rows x 4 words of a
+// fragment load on 32 distinct banks.
+namespace qmma {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 64;
+constexpr int kWarpsM = 2, kWarpsN = 2, kThreads = kWarpsM * kWarpsN * 32;
+constexpr int kWarpM = kTileM / kWarpsM, kWarpN = kTileN / kWarpsN;  // 32 x 32 per warp
+constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 8;           // 2 x 4 mma tiles per warp
+constexpr int kStepK = 32;                                           // k per mma step = one activation block
+constexpr int kSteps = kTileK / kStepK;                              // mma steps per stage
+constexpr int kWords = kTileK / 4;                                   // 32-bit words per tile row per stage
+constexpr int kPitch = kWords + 4;                                   // words per shared tile row
+constexpr int kMinRows = 16;                                         // the launcher's threshold
+static_assert(kPitch % 8 == 4, "conflict-free fragment loads need a pitch of 4 mod 8 words");
+static_assert(kTileM * kSteps * 8 % kThreads == 0, "x staging: every thread takes the same number of blocks");
+static_assert(kStepK == 32, "one mma step is one 32-k activation block");
+
+// d += A . B (int32), A 16 x 32 s8 row-major, B 32 x 8 s8 column-major.
+__device__ __forceinline__ void mma_s8(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four nibbles (k = 4j..4j+3, low nibble first) of a 16-bit value as four int8 bytes 0..15.
+__device__ __forceinline__ uint32_t widen_nibbles(uint32_t v) {
+    return (v & 0xfu) | ((v & 0xf0u) << 4) | ((v & 0xf00u) << 8) | ((v & 0xf000u) << 12);
+}
+
+}  // namespace qmma
+
+// kVecW: 16-byte weight loads (the launcher checked q 16-byte aligned and k a multiple of 16
+// for int8, 32 for int4, so a chunk is wholly inside or outside k); else byte loads.
+template <typename W, bool kBlock32, bool kVecW>
+__global__ void __launch_bounds__(qmma::kThreads)
+qmatmul_mma_kernel(const si_qmatmul_params p, const QLayout layout) {
+    using namespace qmma;
+    static_assert(kBlock32 || !W::kOffsets, "per-token int8 activations take int8 weights only");
+    constexpr int kScaleSteps = kBlock32 ? kSteps : 1;
+    constexpr int kOffsetSteps = W::kOffsets ? kSteps : 1;
+    __shared__ __align__(16) uint32_t x_tile[kTileM][kPitch];  // [row][k word], 4 int8 per word
+    __shared__ __align__(16) uint32_t w_tile[kTileN][kPitch];  // [channel][k word]
+    __shared__ float w_scale[kSteps][kTileN];                  // the step's group scale per channel
+    __shared__ float w_offset[kOffsetSteps][kTileN];           // int4: the step's group offset
+    __shared__ float x_scale[kScaleSteps][kTileM];             // block-wise: per step; per token: per row
+    __shared__ int32_t x_sum[kOffsetSteps][kTileM];            // int4: sum of the block's int8 x
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int warp_row = (warp / kWarpsN) * kWarpM, warp_col = (warp % kWarpsN) * kWarpN;
+    const int64_t m0 = int64_t(blockIdx.y) * kTileM, n0 = int64_t(blockIdx.x) * kTileN;
+    const int32_t k = p.k, gs = p.group_size;
+    const uint8_t* q = static_cast<const uint8_t*>(p.q);
+    // 16-byte x loads when every row's 4-k pieces are aligned (a piece then lies wholly inside
+    // or outside k); block-uniform.
+    const bool x_vector = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 4 == 0 && k % 4 == 0;
+
+    if constexpr (!kBlock32) {
+        // Per-token row scales, one warp per row (rows past m get 0).
+        for (int rr = warp; rr < kTileM; rr += kThreads / 32) {
+            const int64_t row = m0 + rr;
+            float max_abs = 0.0f;
+            if (row < p.m)
+                for (int32_t i = lane; i < k; i += 32) max_abs = fmaxf(max_abs, fabsf(__ldg(p.x + row * p.x_stride + i)));
+            max_abs = warp_max(max_abs);
+            if (lane == 0) x_scale[0][rr] = int8_kv_scale(max_abs);
+        }
+        __syncthreads();
+    }
+
+    float acc[kFragsM][kFragsN][4];
+    int32_t dot[kBlock32 ? 1 : kFragsM][kBlock32 ? 1 : kFragsN][4];  // per token: the group's int32 sums
+#pragma unroll
+    for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < kFragsN; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
+    if constexpr (!kBlock32) {
+#pragma unroll
+        for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < kFragsN; ++ni)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) dot[mi][ni][e] = 0;
+    }
+
+    for (int32_t k0 = 0; k0 < k; k0 += kTileK) {
+        // x: 8 threads per (row, 32-k block), 4 consecutive k each, packed into one word.
+#pragma unroll 2
+        for (int idx = tid; idx < kTileM * kSteps * 8; idx += kThreads) {
+            const int l8 = idx & 7, pair = idx >> 3, s = pair % kSteps, r = pair / kSteps;
+            const int64_t row = m0 + r;
+            const int32_t kb = k0 + s * kStepK + l8 * 4;
+            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (row < p.m) {
+                const float* x_row = p.x + row * p.x_stride;
+                if (x_vector) {
+                    if (kb < k) {
+                        const float4 x4 = __ldg(reinterpret_cast<const float4*>(x_row + kb));
+                        v[0] = x4.x;
+                        v[1] = x4.y;
+                        v[2] = x4.z;
+                        v[3] = x4.w;
+                    }
+                } else {
+#pragma unroll
+                    for (int b = 0; b < 4; ++b)
+                        if (kb + b < k) v[b] = __ldg(x_row + kb + b);
+                }
+            }
+            float scale;
+            if constexpr (kBlock32) {
+                float max_abs = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+                max_abs = fmaxf(max_abs, __shfl_xor_sync(kFullMask, max_abs, 1));
+                max_abs = fmaxf(max_abs, __shfl_xor_sync(kFullMask, max_abs, 2));
+                max_abs = fmaxf(max_abs, __shfl_xor_sync(kFullMask, max_abs, 4));
+                scale = int8_kv_scale(max_abs);
+            } else {
+                scale = x_scale[0][r];
+            }
+            uint32_t word = 0;
+            int32_t sum = 0;
+#pragma unroll
+            for (int b = 0; b < 4; ++b) {
+                const int8_t qv = quantize_int8_kv(v[b], scale);
+                word |= uint32_t(uint8_t(qv)) << (8 * b);
+                sum += qv;
+            }
+            if constexpr (W::kOffsets) {
+                sum += __shfl_xor_sync(kFullMask, sum, 1);
+                sum += __shfl_xor_sync(kFullMask, sum, 2);
+                sum += __shfl_xor_sync(kFullMask, sum, 4);
+            }
+            x_tile[r][s * 8 + l8] = word;
+            if constexpr (kBlock32) {
+                if (l8 == 0) {
+                    x_scale[s][r] = scale;
+                    if constexpr (W::kOffsets) x_sum[s][r] = sum;
+                }
+            }
+        }
+
+        // Weights, zero past n and k.
+        if constexpr (kVecW && !W::kOffsets) {
+            constexpr int kChunksPerRow = kTileK / 16;
+            for (int idx = tid; idx < kTileN * kChunksPerRow; idx += kThreads) {
+                const int r = idx / kChunksPerRow, c = idx % kChunksPerRow;
+                const int64_t channel = n0 + r;
+                const int32_t kb = k0 + c * 16;
+                uint4 v = make_uint4(0u, 0u, 0u, 0u);
+                if (channel < p.n && kb < k) v = __ldg(reinterpret_cast<const uint4*>(q + channel * layout.row_bytes + kb));
+                *reinterpret_cast<uint4*>(&w_tile[r][c * 4]) = v;
+            }
+        } else if constexpr (kVecW) {
+            // int4: a 16-byte chunk is 32 nibbles, one step; 16-bit half h of its word j / 2 is
+            // k = 4j..4j+3.
+            for (int idx = tid; idx < kTileN * kSteps; idx += kThreads) {
+                const int r = idx / kSteps, s = idx % kSteps;
+                const int64_t channel = n0 + r;
+                const int32_t kb = k0 + s * kStepK;
+                uint4 v = make_uint4(0u, 0u, 0u, 0u);
+                if (channel < p.n && kb < k) v = __ldg(reinterpret_cast<const uint4*>(q + channel * layout.row_bytes + kb / 2));
+                *reinterpret_cast<uint4*>(&w_tile[r][s * 8]) =
+                    make_uint4(widen_nibbles(v.x & 0xffffu), widen_nibbles(v.x >> 16), widen_nibbles(v.y & 0xffffu), widen_nibbles(v.y >> 16));
+                *reinterpret_cast<uint4*>(&w_tile[r][s * 8 + 4]) =
+                    make_uint4(widen_nibbles(v.z & 0xffffu), widen_nibbles(v.z >> 16), widen_nibbles(v.w & 0xffffu), widen_nibbles(v.w >> 16));
+            }
+        } else {
+            for (int idx = tid; idx < kTileN * kWords; idx += kThreads) {
+                const int r = idx / kWords, wd = idx % kWords;
+                const int64_t channel = n0 + r;
+                const int32_t kb = k0 + wd * 4;
+                uint32_t word = 0;
+                if (channel < p.n) {
+                    const uint8_t* q_row = q + channel * layout.row_bytes;
+#pragma unroll
+                    for (int b = 0; b < 4; ++b)
+                        if (kb + b < k) word |= uint32_t(uint8_t(W::value(q_row, kb + b))) << (8 * b);
+                }
+                w_tile[r][wd] = word;
+            }
+        }
+
+        // Each step's group scale (and int4 offset) per channel; 0 past n and k.
+        for (int idx = tid; idx < kSteps * kTileN; idx += kThreads) {
+            const int s = idx / kTileN, c = idx % kTileN;
+            const int64_t channel = n0 + c;
+            const int32_t ks = k0 + s * kStepK;
+            float scale = 0.0f, offset = 0.0f;
+            if (channel < p.n && ks < k) {
+                const int32_t group = group_of(layout, gs, ks);
+                scale = __ldg(p.scales + channel * layout.n_groups + group);
+                if constexpr (W::kOffsets)
+                    offset = int4_offset(p.offsets ? p.offsets + channel * layout.n_groups : nullptr, scale, group);
+            }
+            w_scale[s][c] = scale;
+            if constexpr (W::kOffsets) w_offset[s][c] = offset;
+        }
+        __syncthreads();
+
+#pragma unroll
+        for (int s = 0; s < kSteps; ++s) {
+            const int32_t ks = k0 + s * kStepK;
+            if (ks >= k) break;  // block-uniform: a step wholly past k adds nothing
+            uint32_t a[kFragsM][4], b[kFragsN][2];
+#pragma unroll
+            for (int mi = 0; mi < kFragsM; ++mi) {
+                const int r = warp_row + mi * 16 + g;
+                a[mi][0] = x_tile[r][s * 8 + t];
+                a[mi][1] = x_tile[r + 8][s * 8 + t];
+                a[mi][2] = x_tile[r][s * 8 + 4 + t];
+                a[mi][3] = x_tile[r + 8][s * 8 + 4 + t];
+            }
+#pragma unroll
+            for (int ni = 0; ni < kFragsN; ++ni) {
+                const int c = warp_col + ni * 8 + g;
+                b[ni][0] = w_tile[c][s * 8 + t];
+                b[ni][1] = w_tile[c][s * 8 + 4 + t];
+            }
+            if constexpr (kBlock32) {
+                float sx[kFragsM][2], tx[kFragsM][2], sw[kFragsN][2], ow[kFragsN][2];
+#pragma unroll
+                for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int r = warp_row + mi * 16 + g + 8 * h;
+                        sx[mi][h] = x_scale[s][r];
+                        tx[mi][h] = W::kOffsets ? float(x_sum[W::kOffsets ? s : 0][r]) : 0.0f;
+                    }
+#pragma unroll
+                for (int ni = 0; ni < kFragsN; ++ni)
+#pragma unroll
+                    for (int j = 0; j < 2; ++j) {
+                        const int c = warp_col + ni * 8 + 2 * t + j;
+                        sw[ni][j] = w_scale[s][c];
+                        ow[ni][j] = W::kOffsets ? w_offset[W::kOffsets ? s : 0][c] : 0.0f;
+                    }
+#pragma unroll
+                for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+                    for (int ni = 0; ni < kFragsN; ++ni) {
+                        int32_t d[4] = {0, 0, 0, 0};
+                        mma_s8(d, a[mi], b[ni][0], b[ni][1]);
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int h = e >> 1, j = e & 1;
+                            float block = float(d[e]) * sw[ni][j];
+                            if constexpr (W::kOffsets) block = fmaf(tx[mi][h], ow[ni][j], block);
+                            acc[mi][ni][e] = fmaf(sx[mi][h], block, acc[mi][ni][e]);
+                        }
+                    }
+            } else {
+#pragma unroll
+                for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+                    for (int ni = 0; ni < kFragsN; ++ni) mma_s8(dot[mi][ni], a[mi], b[ni][0], b[ni][1]);
+                // The group ends with this step: scale its int32 sums into f32.
+                if (ks + kStepK >= k || (ks + kStepK) % gs == 0) {
+#pragma unroll
+                    for (int ni = 0; ni < kFragsN; ++ni)
+#pragma unroll
+                        for (int j = 0; j < 2; ++j) {
+                            const float sw = w_scale[s][warp_col + ni * 8 + 2 * t + j];
+#pragma unroll
+                            for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+                                for (int h = 0; h < 2; ++h) {
+                                    acc[mi][ni][2 * h + j] = fmaf(float(dot[mi][ni][2 * h + j]), sw, acc[mi][ni][2 * h + j]);
+                                    dot[mi][ni][2 * h + j] = 0;
+                                }
+                        }
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int ni = 0; ni < kFragsN; ++ni)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const int64_t col = n0 + warp_col + ni * 8 + 2 * t + j;
+            if (col >= p.n) continue;
+            const float bias_value = p.bias ? p.bias[col] : 0.0f;
+#pragma unroll
+            for (int mi = 0; mi < kFragsM; ++mi)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = warp_row + mi * 16 + g + 8 * h;
+                    const int64_t row = m0 + r;
+                    if (row >= p.m) continue;
+                    const float value = acc[mi][ni][2 * h + j];
+                    if constexpr (kBlock32) p.y[row * p.y_stride + col] = p.bias ? value + bias_value : value;
+                    else p.y[row * p.y_stride + col] = value * x_scale[0][r] + bias_value;
+                }
+        }
 }
 
 }  // namespace si::cuda
