@@ -103,7 +103,8 @@ inline std::vector<Case> grid() {
             }
         }
         for (const Shape& s : {Shape{37, 172, 32}, Shape{40, 257, 64}, Shape{33, 1000, 32}, Shape{17, 1000, 1000},
-                               Shape{35, 64, 16}, Shape{64, 512, 128}, Shape{20, 100, 24}, Shape{29, 2048, 256}}) {
+                               Shape{35, 64, 16}, Shape{64, 512, 128}, Shape{20, 100, 24}, Shape{29, 2048, 256},
+                               Shape{21, 5632, 32}}) {  // long rows: the cpu block-wise kernel splits k
             if (!fits(s)) continue;
             for (int32_t m : {1, 17, 64}) {
                 ++index;
