@@ -1,13 +1,16 @@
 // bench_qmatmul.cpp: Google Benchmark figures for the cpu backend's si_qmatmul through the C
 // ABI on TinyLlama-1.1B shapes (n x k = 2048 x 2048 q/o, 5632 x 2048 gate/up, 2048 x 5632
 // down) at m = 1, 4, 16, 64, for int8 weights with f32 activations (W8A16, group 32), int4
-// (W4A16, group 32) and int8 weights with int8 activations (W8A8, group 32), each beside:
+// (W4A16, group 32, affine), int8 weights with int8 activations per token (W8A8, group 32), and
+// block-wise int8 activations (per 32-k block, GGUF Q8_0 / Q4_0 style) with int8 weights (W8A8
+// b32) and symmetric int4 weights (W4A8 b32 sym, no offsets stored), each beside:
 //  - GB/s of quantized bytes streamed (q + scales + offsets) and its fraction of the
 //    streaming-read bandwidth measured in this binary (all threads);
 //  - the speedup over the dense f16 si_matmul on the same shape and m, timed in the same run
 //    (the f16 rows are benchmarks too).
 // Weights cycle through enough copies (>= 256 MiB) that every call streams them from DRAM, as a
-// decode step does. A summary table is printed at the end.
+// decode step does. Every case is first checked against the ref backend on its first 64
+// output channels (ref_check.h). A summary table is printed at the end.
 //
 // Run: build/<dir>/perf/native/si_bench_qmatmul [--benchmark_filter=m:1/]
 // SI_BENCH_THREADS sets the thread count (default: all hardware threads); SI_CPU_ISA lowers
@@ -15,6 +18,7 @@
 #include <sharpinfer/sharpinfer.h>
 
 #include "common/dtype.h"
+#include "ref_check.h"
 
 #include <benchmark/benchmark.h>
 
@@ -170,7 +174,9 @@ constexpr size_t kStreamBytes = size_t(256) << 20;  // weights cycled per benchm
 // B32: int8 activations per 32-k block (llama.cpp's Q8_0 x Q4_0 / Q8_0 scheme).
 enum Format { kF16 = 0, kW8A16 = 1, kW4A16 = 2, kW8A8 = 3, kW8A8B32 = 4, kW4A8B32 = 5 };
 inline bool is_int4(int format) { return format == 2 || format == 5; }
-const char* const kFormatNames[] = {"f16", "W8A16 g32", "W4A16 g32", "W8A8 g32", "W8A8 g32 b32", "W4A8 g32 b32"};
+// W4A8 b32 is symmetric int4 (no offsets stored: -8 * scale), as GGUF Q4_0 loads; W4A16 affine.
+inline bool has_offsets(int format) { return format == 2; }
+const char* const kFormatNames[] = {"f16", "W8A16 g32", "W4A16 g32", "W8A8 g32", "W8A8 g32 b32", "W4A8 g32 b32 sym"};
 
 // `copies` copies of one weight matrix in a format, each a contiguous block of `bytes`.
 struct Weights {
@@ -186,7 +192,7 @@ struct Weights {
         } else {
             q_bytes = size_t(n) * size_t(is_int4(format) ? (k + 1) / 2 : k);
             scale_count = size_t(n) * size_t(n_groups);
-            bytes = q_bytes + scale_count * sizeof(float) * (is_int4(format) ? 2 : 1);
+            bytes = q_bytes + scale_count * sizeof(float) * (has_offsets(format) ? 2 : 1);
             bytes = (bytes + 63) / 64 * 64;
         }
         copies = std::max<size_t>(1, (kStreamBytes + bytes - 1) / bytes);
@@ -203,12 +209,46 @@ struct Weights {
             float* scales = reinterpret_cast<float*>(first + q_bytes);
             const float base = (is_int4(format) ? 1.0f / 15.0f : 1.0f / 127.0f) / std::sqrt(float(k));
             for (size_t i = 0; i < scale_count; ++i) scales[i] = base * (1.0f + 0.5f * uniform(seed));
-            if (is_int4(format))
-                for (size_t i = 0; i < scale_count; ++i) scales[scale_count + i] = -8.0f * scales[i];
+            if (has_offsets(format))
+                for (size_t i = 0; i < scale_count; ++i) scales[scale_count + i] = -8.0f * scales[i] * (1.0f + 0.1f * uniform(seed));
         }
         for (size_t c = 1; c < copies; ++c) std::memcpy(data.data() + c * bytes, first, bytes);
     }
 };
+
+// One matmul of format `format` over `rows` output channels (y row stride = rows): si_matmul for
+// f16 (q = the f16 matrix), else si_qmatmul with group 32 and the format's activation mode.
+si_result run_format(Format format, si_context* context, const uint8_t* q, const float* scales, const float* offsets, int32_t rows,
+                     int32_t k, int32_t m, const float* x, float* y) {
+    if (format == kF16) {
+        si_matmul_params p{};
+        p.x = x;
+        p.w = q;
+        p.y = y;
+        p.x_stride = k;
+        p.y_stride = rows;
+        p.m = m;
+        p.n = rows;
+        p.k = k;
+        p.w_dtype = SI_DTYPE_F16;
+        return si_matmul(context, &p);
+    }
+    si_qmatmul_params p{};
+    p.x = x;
+    p.q = q;
+    p.scales = scales;
+    p.offsets = offsets;
+    p.y = y;
+    p.x_stride = k;
+    p.y_stride = rows;
+    p.m = m;
+    p.n = rows;
+    p.k = k;
+    p.group_size = kGroup;
+    p.format = is_int4(format) ? SI_WEIGHT_I4 : SI_WEIGHT_I8;
+    p.activations = format == kW8A8 ? SI_ACTIVATIONS_I8 : format >= kW8A8B32 ? SI_ACTIVATIONS_I8_BLOCK32 : SI_ACTIVATIONS_FLOAT;
+    return si_qmatmul(context, &p);
+}
 
 // Seconds per f16 call at (m, shape), recorded by the f16 rows as they run.
 std::map<std::pair<int, int>, double>& f16_seconds() {
@@ -230,49 +270,39 @@ void BM_qmatmul(benchmark::State& state) {
     si_context* ctx = cpu_context();
     const int64_t n_groups = (k + kGroup - 1) / kGroup;
 
+    // The timed call: copy `base` of the weights, all n channels.
+    auto call = [&](si_context* context, const uint8_t* base, float* out) {
+        const float* scales = format == kF16 ? nullptr : reinterpret_cast<const float*>(base + weights.q_bytes);
+        return run_format(format, context, base, scales, has_offsets(format) ? scales + weights.scale_count : nullptr, n, k, m, x.data(), out);
+    };
+    {
+        // Ref check on the first 64 output channels: every array is stored per channel, so the
+        // first rows of each are the same matrix's first channels.
+        if (!check(state, call(ctx, weights.data.data(), y.data()))) return;
+        const int32_t rows = std::min(n, 64);
+        std::vector<float> want(size_t(m) * size_t(rows));
+        const uint8_t* base = weights.data.data();
+        const float* scales = format == kF16 ? nullptr : reinterpret_cast<const float*>(base + weights.q_bytes);
+        si_bench::Difference d;
+        const si_result status = run_format(format, si_bench::ref_context(), base, scales,
+                                            has_offsets(format) ? scales + weights.scale_count : nullptr, rows, k, m, x.data(), want.data());
+        if (status == SI_OK) d.add(y.data(), n, want.data(), rows, m, rows);
+        if (!si_bench::matches_ref(state, kFormatNames[format], status, d)) return;
+    }
+
     size_t copy = 0;
     int64_t calls = 0;
     const double start = now_seconds();
     for (auto _ : state) {
         const uint8_t* base = weights.data.data() + copy * weights.bytes;
         copy = (copy + 1) % weights.copies;
-        si_result status;
-        if (format == kF16) {
-            si_matmul_params p{};
-            p.x = x.data();
-            p.w = base;
-            p.y = y.data();
-            p.x_stride = k;
-            p.y_stride = n;
-            p.m = m;
-            p.n = n;
-            p.k = k;
-            p.w_dtype = SI_DTYPE_F16;
-            status = si_matmul(ctx, &p);
-        } else {
-            si_qmatmul_params p{};
-            p.x = x.data();
-            p.q = base;
-            p.scales = reinterpret_cast<const float*>(base + weights.q_bytes);
-            p.offsets = is_int4(format) ? p.scales + weights.scale_count : nullptr;
-            p.y = y.data();
-            p.x_stride = k;
-            p.y_stride = n;
-            p.m = m;
-            p.n = n;
-            p.k = k;
-            p.group_size = kGroup;
-            p.format = is_int4(format) ? SI_WEIGHT_I4 : SI_WEIGHT_I8;
-            p.activations = format == kW8A8 ? SI_ACTIVATIONS_I8 : format >= kW8A8B32 ? SI_ACTIVATIONS_I8_BLOCK32 : SI_ACTIVATIONS_FLOAT;
-            status = si_qmatmul(ctx, &p);
-        }
-        if (!check(state, status)) return;
+        if (!check(state, call(ctx, base, y.data()))) return;
         ++calls;
         benchmark::ClobberMemory();
     }
     const double seconds_per_call = (now_seconds() - start) / double(std::max<int64_t>(calls, 1));
     const double streamed = format == kF16 ? double(weights.bytes)
-                                           : double(weights.q_bytes + size_t(n) * size_t(n_groups) * sizeof(float) * (is_int4(format) ? 2 : 1));
+                                           : double(weights.q_bytes + size_t(n) * size_t(n_groups) * sizeof(float) * (has_offsets(format) ? 2 : 1));
     const double gb = streamed * 1e-9;
     state.counters["GB/s"] = benchmark::Counter(gb, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["bw_fraction"] = benchmark::Counter(gb / bandwidth, benchmark::Counter::kIsIterationInvariantRate);
