@@ -19,8 +19,12 @@
 //    key range); head_dim is the SIMD axis and K/V rows are read straight from the cache,
 //    converted (f16/bf16) or dequantized (int8: the scales fold into the scores and the
 //    weights) in registers. Keys are visited key-major across the item's heads, so each
-//    cache block (which stores a token's kv heads side by side) is read front to back,
-//    fetched kAheadKeys keys ahead of use.
+//    cache block (which stores a token's kv heads side by side) is read front to back.
+//    Per tile: scores (K), softmax, PV (V). Each phase's rows are software-prefetched during
+//    the phase before, a few lines per inner step (the tile's V during its scores, the next
+//    tile's K and int8 scales during its scores/PV), so DRAM stays busy through both phases;
+//    only the first tile's K is fetched in a burst. (Prefetching only during the scores
+//    phase, a fixed number of keys ahead, left memory idle during PV: half the bandwidth.)
 // Split-K (flash-decoding). A sequence with q_len <= kSplitMaxQ and more than kSplitKeys
 // keys is split into ceil(context / kSplitKeys) key ranges of kSplitKeys keys; each range is
 // its own item writing a partial (unnormalized O, max, sum) per row to the caller's
@@ -65,7 +69,6 @@ constexpr int32_t kSplitKeys = 512;     // keys per split-K range (a multiple of
 constexpr int32_t kSplitMaxQ = 16;      // sequences with more queries are not split
 constexpr int32_t kMaxLanes = 16;       // the widest SIMD (AVX-512), for buffer padding
 constexpr int32_t kMaxQkKeys = 8;       // keys per QK micro-kernel call, for padding
-constexpr int32_t kAheadKeys = 16;      // how far ahead the decode kernel fetches K/V rows
 
 struct SeqInfo {
     int32_t q_begin;
@@ -168,6 +171,8 @@ struct DecodeScratch {
     float* alpha;    // [H * R]
     const uint8_t** kr;  // [kKeyTile + kMaxLanes] row of each key of the tile for the item's first kv head
     const uint8_t** vr;  // [kKeyTile]
+    int64_t* rows;       // [kKeyTile] cache row index (see KeyCursor::row) of each key of the tile
+    int64_t* next_rows;  // [kKeyTile] the same for the next tile
 
     static DecodeScratch take(Bump& b, int32_t heads, int32_t rows, int32_t dpad) {
         DecodeScratch t;
@@ -189,6 +194,8 @@ struct DecodeScratch {
         t.alpha = b.take<float>(head_rows);
         t.kr = b.take<const uint8_t*>(size_t(kKeyTile + kMaxLanes));
         t.vr = b.take<const uint8_t*>(size_t(kKeyTile));
+        t.rows = b.take<int64_t>(size_t(kKeyTile));
+        t.next_rows = b.take<int64_t>(size_t(kKeyTile));
         return t;
     }
 };
@@ -220,6 +227,43 @@ struct KeyCursor {
             slot = 0;
             ++block;
         }
+    }
+};
+
+// Software prefetch of a list of cache rows, a few lines per call, so the fetches of the
+// next phase's K/V spread evenly over the current phase's arithmetic: blocks sit at random
+// places, so the hardware prefetchers stop at every page and a burst would overflow the miss
+// queues. Row i is [base + rows[i] * stride, + bytes).
+struct PrefetchRows {
+    const uint8_t* base = nullptr;
+    const int64_t* rows = nullptr;
+    int32_t n = 0;
+    int64_t stride = 0, bytes = 0;
+    int32_t i = 0;
+    uintptr_t at = 0, end = 0;
+
+    PrefetchRows() = default;
+    PrefetchRows(const void* base_, const int64_t* rows_, int32_t n_, int64_t stride_, int64_t bytes_)
+        : base(static_cast<const uint8_t*>(base_)), rows(rows_), n(n_), stride(stride_), bytes(bytes_) {
+        if (n > 0) set(0);
+    }
+    void set(int32_t k) {
+        const uintptr_t a = reinterpret_cast<uintptr_t>(base + rows[k] * stride);
+        at = a & ~uintptr_t(63);
+        end = a + uintptr_t(bytes);
+    }
+    // Lines of all rows (an upper bound: a row may straddle one more line).
+    int64_t lines() const { return int64_t(n) * ((bytes + 63) / 64 + 1); }
+    bool done() const { return i >= n; }
+    void step(int32_t count) {
+        for (; count > 0 && i < n; --count) {
+            _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T0);
+            at += 64;
+            if (at >= end && ++i < n) set(i);
+        }
+    }
+    void all() {
+        while (i < n) step(64);
     }
 };
 
@@ -937,8 +981,10 @@ struct DecodeHead {
 // O[r][d0 .. d0 + DV*W] = O * alpha + sum_j P[r][j] V[j][d] for R rows, V rows read from the
 // cache and converted in registers (tail: the last vector of the row is partial).
 template <si_dtype D, int R, int DV>
-SI_PA_TARGET void decode_pv_block(const DecodeHead& h, const uint8_t* const* vr, int32_t n_keys, int32_t d0, int32_t tail, int32_t dpad) {
+SI_PA_TARGET void decode_pv_block(const DecodeHead& h, const uint8_t* const* vr, int32_t n_keys, int32_t d0, int32_t tail, int32_t dpad,
+                                  PrefetchRows& pf_state, int32_t pf_lines) {
     constexpr int KG = std::max(1, W / R);
+    PrefetchRows pf = pf_state;  // in registers: through the reference, each line would wait on a store
     V acc[R][DV];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -947,6 +993,7 @@ SI_PA_TARGET void decode_pv_block(const DecodeHead& h, const uint8_t* const* vr,
         for (int v = 0; v < DV; ++v) acc[r][v] = Simd::mul(Simd::load(h.o + int64_t(r) * dpad + d0 + v * W), a);
     }
     for (int32_t j = 0; j < n_keys; ++j) {
+        pf.step(pf_lines);
         const uint8_t* row = vr[j] + h.v_offset;
         const float* p = h.s + (j / KG) * (R * KG) + j % KG;  // row r's weight at p[r * KG]
         V x[DV];
@@ -964,27 +1011,38 @@ SI_PA_TARGET void decode_pv_block(const DecodeHead& h, const uint8_t* const* vr,
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
         for (int v = 0; v < DV; ++v) Simd::store(h.o + int64_t(r) * dpad + d0 + v * W, acc[r][v]);
+    pf_state = pf;
+}
+
+template <int R>
+constexpr int decode_max_dv() { return std::max(1, std::min(8, Simd::kDecodeAccumulators / R)); }
+
+// d-blocks (passes over the tile's V rows) of decode_pv.
+template <int R>
+inline int32_t decode_pv_blocks(int32_t dpad) {
+    return (dpad / W + decode_max_dv<R>() - 1) / decode_max_dv<R>();
 }
 
 template <si_dtype D, int R>
-SI_PA_TARGET void decode_pv(const DecodeHead& h, const uint8_t* const* vr, int32_t n_keys, int32_t head_dim, int32_t dpad) {
-    constexpr int kMaxDv = std::max(1, std::min(8, Simd::kDecodeAccumulators / R));
+SI_PA_TARGET void decode_pv(const DecodeHead& h, const uint8_t* const* vr, int32_t n_keys, int32_t head_dim, int32_t dpad, PrefetchRows& pf,
+                            int32_t pf_lines) {
+    constexpr int kMaxDv = decode_max_dv<R>();
     const int32_t n_vectors = dpad / W;
-    const int32_t n_blocks = (n_vectors + kMaxDv - 1) / kMaxDv;
+    const int32_t n_blocks = decode_pv_blocks<R>(dpad);
     const int32_t row_tail = head_dim % W;
     int32_t d0 = 0;
     for (int32_t b = 0; b < n_blocks; ++b) {
         const int32_t dv = n_vectors / n_blocks + (b < n_vectors % n_blocks ? 1 : 0);
         const int32_t tail = b == n_blocks - 1 ? row_tail : 0;
         switch (dv) {
-            case 8: if constexpr (kMaxDv >= 8) decode_pv_block<D, R, 8>(h, vr, n_keys, d0, tail, dpad); break;
-            case 7: if constexpr (kMaxDv >= 7) decode_pv_block<D, R, 7>(h, vr, n_keys, d0, tail, dpad); break;
-            case 6: if constexpr (kMaxDv >= 6) decode_pv_block<D, R, 6>(h, vr, n_keys, d0, tail, dpad); break;
-            case 5: if constexpr (kMaxDv >= 5) decode_pv_block<D, R, 5>(h, vr, n_keys, d0, tail, dpad); break;
-            case 4: if constexpr (kMaxDv >= 4) decode_pv_block<D, R, 4>(h, vr, n_keys, d0, tail, dpad); break;
-            case 3: if constexpr (kMaxDv >= 3) decode_pv_block<D, R, 3>(h, vr, n_keys, d0, tail, dpad); break;
-            case 2: if constexpr (kMaxDv >= 2) decode_pv_block<D, R, 2>(h, vr, n_keys, d0, tail, dpad); break;
-            default: decode_pv_block<D, R, 1>(h, vr, n_keys, d0, tail, dpad); break;
+            case 8: if constexpr (kMaxDv >= 8) decode_pv_block<D, R, 8>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            case 7: if constexpr (kMaxDv >= 7) decode_pv_block<D, R, 7>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            case 6: if constexpr (kMaxDv >= 6) decode_pv_block<D, R, 6>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            case 5: if constexpr (kMaxDv >= 5) decode_pv_block<D, R, 5>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            case 4: if constexpr (kMaxDv >= 4) decode_pv_block<D, R, 4>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            case 3: if constexpr (kMaxDv >= 3) decode_pv_block<D, R, 3>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            case 2: if constexpr (kMaxDv >= 2) decode_pv_block<D, R, 2>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
+            default: decode_pv_block<D, R, 1>(h, vr, n_keys, d0, tail, dpad, pf, pf_lines); break;
         }
         d0 += dv * W;
     }
@@ -1027,7 +1085,7 @@ SI_PA_TARGET void decode_scores(const uint8_t* const* keys, int64_t key_offset, 
 
 // R rows (padded copies of the last past n_rows) of each kv head in [kv_head, kv_head_end).
 // Keys are visited key-major across the item's heads, so each cache block, which stores a
-// key's heads side by side, is read front to back, kAheadKeys keys ahead of use.
+// key's heads side by side, is read front to back; see the file comment for the prefetching.
 template <si_dtype D, int R, typename Logits>
 SI_PA_TARGET void decode_item(const Plan& plan, const Item& it, void* scratch, const Logits& logits) {
     constexpr int KG = std::max(1, W / R);
@@ -1071,12 +1129,34 @@ SI_PA_TARGET void decode_item(const Plan& plan, const Item& it, void* scratch, c
     const int32_t first = std::max(it.key_begin, t.lo[0]);
     const int32_t last = std::min(it.key_end, t.hi[n_rows - 1] + 1);  // exclusive
     if (first < last) {
+        // Memory: blocks sit at random places, so the hardware prefetchers stop at every
+        // page; every K/V row is fetched by software one phase ahead of use, spread evenly
+        // over the phase before: the tile's V rows during its scores, the next tile's K rows
+        // (and int8 scales) during its PV. Only the first tile's K is fetched in a burst.
         KeyCursor cursor(table, c.block_size, first);
+        int64_t* rows = t.rows;
+        int64_t* next_rows = t.next_rows;
+        // Fills next_rows with the keys of the tile starting at `tile`; returns their count.
+        auto fill = [&](int32_t tile) {
+            const int32_t ta = std::max(tile, first), tb = std::min(tile + kKeyTile, last);
+            for (int32_t j = 0; j < tb - ta; ++j, cursor.next()) next_rows[j] = cursor.row(c.n_kv_heads, it.kv_head);
+            return std::max(0, tb - ta);
+        };
+        const int64_t head_bytes = row_bytes * n_heads;  // one key's rows of the item's heads
+        int32_t n_next = fill(first - first % kKeyTile);
+        PrefetchRows(c.k_pool, next_rows, n_next, row_bytes, head_bytes).all();
+        if (D == SI_DTYPE_I8) {
+            PrefetchRows(c.k_scale, next_rows, n_next, sizeof(float), sizeof(float) * n_heads).all();
+            PrefetchRows(c.v_scale, next_rows, n_next, sizeof(float), sizeof(float) * n_heads).all();
+        }
+        const int32_t pv_steps_per_key = n_heads * decode_pv_blocks<R>(dpad);
         for (int32_t tile = first - first % kKeyTile; tile < last; tile += kKeyTile) {
             const int32_t ta = std::max(tile, first), tb = std::min(tile + kKeyTile, last);
             const int32_t n_keys = tb - ta, n_groups = (n_keys + KG - 1) / KG;
-            for (int32_t j = 0; j < n_keys; ++j, cursor.next()) {
-                const int64_t row = cursor.row(c.n_kv_heads, it.kv_head);
+            std::swap(rows, next_rows);
+            n_next = tile + kKeyTile < last ? fill(tile + kKeyTile) : 0;
+            for (int32_t j = 0; j < n_keys; ++j) {
+                const int64_t row = rows[j];
                 t.kr[j] = static_cast<const uint8_t*>(c.k_pool) + row * row_bytes;
                 t.vr[j] = static_cast<const uint8_t*>(c.v_pool) + row * row_bytes;
                 if (D == SI_DTYPE_I8) {
@@ -1094,32 +1174,34 @@ SI_PA_TARGET void decode_item(const Plan& plan, const Item& it, void* scratch, c
             }
             for (int32_t i = 0; i < N; ++i) t.lane_hi[i] = std::min(t.hi[i / KG], tb - 1);
 
-            // Scores, one key group at a time for all heads (key-major over the block). The
-            // rows kAheadKeys keys ahead are fetched early: blocks sit at random places, so
-            // the hardware prefetchers stop at every page. Their first bytes are read with
-            // real loads, which walk the page tables (a prefetch that misses the TLB may be
-            // dropped); the rest of each row is prefetched. Measured: 13% faster when K/V
-            // come from DRAM (the usual case: a layer's cache is evicted between steps).
-            KeyCursor ahead(table, c.block_size, ta + kAheadKeys);
-            uint32_t touched = 0;
-            for (int32_t g = 0; g < n_groups; ++g) {
-                for (int32_t k = 0; k < KG; ++k, ahead.next()) {
-                    if (ta + g * KG + k + kAheadKeys >= last) break;
-                    const int64_t at = ahead.row(c.n_kv_heads, it.kv_head) * row_bytes;
-                    const uint8_t* kp = static_cast<const uint8_t*>(c.k_pool) + at;
-                    const uint8_t* vp = static_cast<const uint8_t*>(c.v_pool) + at;
-                    touched += kp[0] + vp[0];
-                    for (int64_t line = 64; line < row_bytes * n_heads; line += 64) {
-                        _mm_prefetch(reinterpret_cast<const char*>(kp + line), _MM_HINT_T0);
-                        _mm_prefetch(reinterpret_cast<const char*>(vp + line), _MM_HINT_T1);
+            // Scores, one key group at a time for all heads (key-major over the block), while
+            // this tile's V rows and the next tile's int8 scales are fetched.
+            {
+                PrefetchRows pf_v(c.v_pool, rows, n_keys, row_bytes, head_bytes);
+                PrefetchRows pf_ks, pf_vs;
+                if (D == SI_DTYPE_I8) {
+                    pf_ks = PrefetchRows(c.k_scale, next_rows, n_next, sizeof(float), sizeof(float) * n_heads);
+                    pf_vs = PrefetchRows(c.v_scale, next_rows, n_next, sizeof(float), sizeof(float) * n_heads);
+                }
+                const int32_t steps = n_groups * n_heads;
+                const int32_t v_lines = int32_t((pf_v.lines() + steps - 1) / steps);
+                for (int32_t g = 0; g < n_groups; ++g) {
+                    if (D == SI_DTYPE_I8) {
+                        pf_ks.step(2);
+                        pf_vs.step(2);
+                    }
+                    for (int32_t h = 0; h < n_heads; ++h) {
+                        pf_v.step(v_lines);
+                        decode_scores<D, R>(t.kr + g * KG, h * row_bytes, t.q + int64_t(h * R) * dpad, dpad, full, tail, t.s + int64_t(h) * kStride * R + g * N);
                     }
                 }
-                for (int32_t h = 0; h < n_heads; ++h)
-                    decode_scores<D, R>(t.kr + g * KG, h * row_bytes, t.q + int64_t(h * R) * dpad, dpad, full, tail, t.s + int64_t(h) * kStride * R + g * N);
-
+                pf_v.all();
+                if (D == SI_DTYPE_I8) {
+                    pf_ks.all();
+                    pf_vs.all();
+                }
             }
 
-            __asm__ volatile("" : : "r"(touched));  // keeps the touching loads
             // Per head: int8 key scales, logit hook, mask, then the online softmax per lane
             // and a fixed-order combine of each row's KG lanes.
             for (int32_t h = 0; h < n_heads; ++h) {
@@ -1168,10 +1250,15 @@ SI_PA_TARGET void decode_item(const Plan& plan, const Item& it, void* scratch, c
                 }
             }
 
+            // PV, while the next tile's K rows are fetched.
+            PrefetchRows pf_k(c.k_pool, next_rows, n_next, row_bytes, head_bytes);
+            const int64_t pv_steps = int64_t(n_keys) * pv_steps_per_key;
+            const int32_t k_lines = int32_t((pf_k.lines() + pv_steps - 1) / pv_steps);
             for (int32_t h = 0; h < n_heads; ++h) {
                 const DecodeHead head{t.s + int64_t(h) * kStride * R, t.alpha + h * R, t.o + int64_t(h * R) * dpad, h * row_bytes};
-                decode_pv<D, R>(head, t.vr, n_keys, dim, dpad);
+                decode_pv<D, R>(head, t.vr, n_keys, dim, dpad, pf_k, k_lines);
             }
+            pf_k.all();
         }
     }
     for (int32_t h = 0; h < n_heads; ++h)
