@@ -95,7 +95,7 @@ internal static class BenchCommand
                 // Bytes a decode step reads (weights, and K/V at the mean decode context) and the
                 // FLOPs of a prefill token (at the mean prefill context).
                 double decodeBytes = weightBytes + KvBytesPerToken(model.Config, cache.DType) * (nPrompt + nGen / 2.0);
-                double prefillFlops = FlopsPerToken(loaded, nPrompt / 2.0);
+                double prefillFlops = FlopsPerToken(loaded, nPrompt / 2.0, lmHeadShare: 1.0 / nPrompt);  // logits of the last position only
                 string peakName = PeakFor(loaded);
                 double? bandwidthUtilization = machine?.ReadGbPerSecond is double bw ? decodeBytes * decodeRate / 1e9 / bw : null;
                 double? flopsUtilization = machine?.Peak(peakName) is double peak ? prefillFlops * prefillRate / 1e9 / peak : null;
@@ -178,10 +178,13 @@ internal static class BenchCommand
     /// every matmul, plus attention's Q.K and P.V (2 x 2 x heads x head_dim per cached token per
     /// layer). Norms, rope and activations are left out (well under 1% at Llama shapes).
     /// </summary>
-    private static double FlopsPerToken(LoadedModel loaded, double context)
+    /// <param name="lmHeadShare">The fraction of tokens whose logits are computed (1 in decode; a
+    /// prefill computes the last position's only).</param>
+    private static double FlopsPerToken(LoadedModel loaded, double context, double lmHeadShare = 1.0)
     {
         var c = loaded.Model.Config;
-        return 2.0 * DecodeWeights(loaded).MatmulWeights + 4.0 * c.NumLayers * c.NumHeads * c.HeadDim * context;
+        double lmHead = (double)c.VocabSize * c.HiddenSize;
+        return 2.0 * (DecodeWeights(loaded).MatmulWeights - lmHead + lmHeadShare * lmHead) + 4.0 * c.NumLayers * c.NumHeads * c.HeadDim * context;
     }
 
     /// <summary>K and V bytes one token occupies in the cache, over all layers (int8: plus its scales).</summary>
