@@ -8,7 +8,8 @@
 //    caches cycle through enough copies (>= 512 MiB) that every iteration reads from DRAM.
 //    Beside it, the same machine's rate for the paged pattern alone (32 KiB blocks in random
 //    order, no arithmetic), which bounds what a kernel reading a paged cache can reach.
-// A summary table is printed at the end.
+// Every case is first checked against the ref backend (ref_check.h): decode on the whole
+// output, prefill on its first and last 16 query tokens. A summary table is printed at the end.
 //
 // Run: build/<dir>/perf/native/si_bench_attention [--benchmark_filter=decode]
 // SI_BENCH_THREADS sets the context's thread count (default: all hardware threads); the
@@ -16,6 +17,7 @@
 #include <sharpinfer/sharpinfer.h>
 
 #include "common/dtype.h"
+#include "ref_check.h"
 
 #include <benchmark/benchmark.h>
 
@@ -385,6 +387,42 @@ struct PagedProblem {
     }
 };
 
+// Checks the cpu output in problem.out (of `p`, already run) against the ref backend: all of it
+// when `whole`, else the first and the last 16 query tokens (each as a chunk over its context,
+// which is how the op defines a query starting mid-sequence), since a naive 2048-token prefill
+// would take the ref half a minute.
+bool matches_ref(benchmark::State& state, PagedProblem& problem, const si_paged_attention_params& p, bool whole) {
+    const int32_t q_len = p.max_q_len, chunk = whole ? q_len : std::min(16, q_len);
+    const int64_t row = p.q_stride;
+    si_bench::Difference d;
+    si_result status = SI_OK;
+    for (const int32_t start : whole ? std::vector<int32_t>{0} : std::vector<int32_t>{0, q_len - chunk}) {
+        si_paged_attention_params r = p;
+        std::vector<int32_t> cu = problem.cu, context = problem.context_lens;
+        if (!whole) {
+            cu = {0, chunk};
+            context = {start + chunk};
+            r.q = problem.q.data() + size_t(start) * size_t(row);
+            r.max_q_len = chunk;
+            r.max_context_len = start + chunk;
+        }
+        r.cu_seqlens_q = cu.data();
+        r.context_lens = context.data();
+        const int64_t rows = whole ? int64_t(problem.q.size()) / row : chunk;
+        std::vector<float> want(size_t(rows * row));
+        r.out = want.data();
+        int64_t bytes = 0;
+        status = si_paged_attention_workspace_size(si_bench::ref_context(), &r, &bytes);
+        std::vector<uint8_t> workspace(size_t(bytes) + 64);
+        r.workspace = workspace.data();
+        r.workspace_bytes = bytes;
+        if (status == SI_OK) status = si_paged_attention(si_bench::ref_context(), &r);
+        if (status != SI_OK) break;
+        d.add(problem.out.data() + size_t(start) * size_t(row), row, want.data(), row, rows, row);
+    }
+    return si_bench::matches_ref(state, "paged attention", status, d);
+}
+
 // Args: q_len (context = q_len), cache dtype.
 void BM_prefill(benchmark::State& state) {
     const int32_t q_len = int32_t(state.range(0));
@@ -393,6 +431,7 @@ void BM_prefill(benchmark::State& state) {
     PagedProblem problem(dtype, 1, q_len, q_len, 1);
     si_paged_attention_params p = problem.params(0);
     if (!check(state, problem.prepare(&p))) return;
+    if (!check(state, si_paged_attention(cpu_context(), &p)) || !matches_ref(state, problem, p, false)) return;
     for (auto _ : state) {
         if (!check(state, si_paged_attention(cpu_context(), &p))) return;
         benchmark::ClobberMemory();
@@ -430,6 +469,7 @@ void BM_decode(benchmark::State& state) {
         params.push_back(problem.params(c));
         if (!check(state, problem.prepare(&params.back()))) return;
     }
+    if (!check(state, si_paged_attention(cpu_context(), &params[0])) || !matches_ref(state, problem, params[0], true)) return;
     int32_t copy = 0;
     for (auto _ : state) {
         if (!check(state, si_paged_attention(cpu_context(), &params[size_t(copy)]))) return;
