@@ -17,6 +17,7 @@
 #include <sharpinfer/sharpinfer.h>
 
 #include "common/dtype.h"
+#include "read_bandwidth.h"
 #include "ref_check.h"
 
 #include <benchmark/benchmark.h>
@@ -56,13 +57,6 @@ int32_t bench_threads() {
     return n > 0 ? n : hardware_threads();
 }
 
-bool has_avx512f() {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(ebx & (1u << 16))) return false;
-    uint32_t xcr0_lo = 0, xcr0_hi = 0;
-    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    return (xcr0_lo & 0xe6u) == 0xe6u;
-}
 
 uint64_t next_random(uint64_t& state) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -114,7 +108,7 @@ __attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iterations) {
 
 // f32 FMA GFLOP/s (2 flops per lane) over `threads` threads.
 double measure_peak_gflops(int32_t threads) {
-    const bool wide = has_avx512f();
+    const bool wide = si_bench::has_avx512f();
     const int64_t iterations = 40'000'000;
     const double flops_per_iteration = wide ? 16.0 * 16 * 2 : 12.0 * 8 * 2;
     std::vector<float> sink(static_cast<size_t>(threads));
@@ -127,59 +121,6 @@ double measure_peak_gflops(int32_t threads) {
 }
 
 // ---- machine bandwidth: streaming read -----------------------------------------------------
-
-__attribute__((target("avx512f"))) double read_avx512(const float* data, size_t count) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i + 64 <= count; i += 64) {
-        // Prefetching ahead keeps enough misses in flight for one core to approach what
-        // the memory delivers, as the attention kernels' strided K/V reads do via the
-        // hardware prefetchers.
-        _mm_prefetch(reinterpret_cast<const char*>(data + i) + 4096, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(data + i) + 4096 + 64, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(data + i) + 4096 + 128, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(data + i) + 4096 + 192, _MM_HINT_T0);
-        a0 = _mm512_add_ps(a0, _mm512_load_ps(data + i));
-        a1 = _mm512_add_ps(a1, _mm512_load_ps(data + i + 16));
-        a2 = _mm512_add_ps(a2, _mm512_load_ps(data + i + 32));
-        a3 = _mm512_add_ps(a3, _mm512_load_ps(data + i + 48));
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-}
-
-__attribute__((target("avx2"))) double read_avx2(const float* data, size_t count) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i + 32 <= count; i += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(data + i) + 4096, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(data + i) + 4096 + 64, _MM_HINT_T0);
-        a0 = _mm256_add_ps(a0, _mm256_load_ps(data + i));
-        a1 = _mm256_add_ps(a1, _mm256_load_ps(data + i + 8));
-        a2 = _mm256_add_ps(a2, _mm256_load_ps(data + i + 16));
-        a3 = _mm256_add_ps(a3, _mm256_load_ps(data + i + 24));
-    }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    return lanes[0] + lanes[7];
-}
-
-// Streaming-read GB/s over 1 GiB split evenly over `threads` threads.
-double measure_read_gbps(int32_t threads) {
-    const size_t bytes = size_t(1) << 30, count = bytes / sizeof(float);
-    static float* data = nullptr;
-    if (!data) {
-        data = static_cast<float*>(std::aligned_alloc(64, bytes));
-        for (size_t i = 0; i < count; ++i) data[i] = float(i & 1023);  // touch every page
-    }
-    const bool wide = has_avx512f();
-    std::vector<double> sink(static_cast<size_t>(threads));
-    auto run = [&](int32_t t) {
-        const size_t begin = count * size_t(t) / size_t(threads) / 64 * 64, end = count * size_t(t + 1) / size_t(threads) / 64 * 64;
-        sink[size_t(t)] = wide ? read_avx512(data + begin, end - begin) : read_avx2(data + begin, end - begin);
-    };
-    double best = 0.0;
-    for (int rep = 0; rep < 4; ++rep) best = std::max(best, double(bytes) / timed_on_threads(threads, run) * 1e-9);
-    benchmark::DoNotOptimize(sink.data());
-    return best;
-}
 
 // The paged cache's access pattern without the arithmetic: 32 KiB blocks (16 tokens x 8 kv
 // heads x 128 dims in f16) in random order over 1 GiB, each read front to back. Context for
@@ -197,13 +138,12 @@ double measure_block_read_gbps(int32_t threads) {
         uint64_t seed = 7;
         for (size_t i = n_blocks - 1; i > 0; --i) std::swap(order[i], order[next_random(seed) % (i + 1)]);
     }
-    const bool wide = has_avx512f();
     std::vector<double> sink(static_cast<size_t>(threads));
     auto run = [&](int32_t t) {
         double total = 0.0;
         for (size_t b = n_blocks * size_t(t) / size_t(threads); b < n_blocks * size_t(t + 1) / size_t(threads); ++b) {
             const float* at = data + size_t(order[b]) * (block / sizeof(float));
-            total += wide ? read_avx512(at, block / sizeof(float)) : read_avx2(at, block / sizeof(float));
+            total += si_bench::read_floats(at, block / sizeof(float));
         }
         sink[size_t(t)] = total;
     };
@@ -223,8 +163,8 @@ const Machine& machine() {
         Machine r;
         r.peak_gflops_1 = measure_peak_gflops(1);
         r.peak_gflops_all = measure_peak_gflops(bench_threads());
-        r.read_gbps_1 = measure_read_gbps(1);
-        r.read_gbps_all = measure_read_gbps(bench_threads());
+        r.read_gbps_1 = si_bench::measure_read_gbps(1);
+        r.read_gbps_all = si_bench::measure_read_gbps(bench_threads());
         r.block_gbps_1 = measure_block_read_gbps(1);
         r.block_gbps_all = measure_block_read_gbps(bench_threads());
         return r;
@@ -254,7 +194,7 @@ BENCHMARK(BM_machine_peak_fma)->Arg(1)->Arg(0)->ArgName("threads(0=all)")->Itera
 void BM_machine_read_bandwidth(benchmark::State& state) {
     const int32_t threads = state.range(0) == 0 ? bench_threads() : int32_t(state.range(0));
     double gbps = 0;
-    for (auto _ : state) gbps = measure_read_gbps(threads);
+    for (auto _ : state) gbps = si_bench::measure_read_gbps(threads);
     state.counters["GB/s"] = gbps;
     state.counters["threads"] = threads;
 }
