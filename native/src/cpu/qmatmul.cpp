@@ -808,8 +808,11 @@ inline B32Channel b32_channel(const Job& job, int64_t c) {
 // term into the integers (int8: always, -128 * sum q_x for the + 128; symmetric int4: offsets
 // NULL, or all -8 * scale, compared as floats since lanes past the last group hold 0 and
 // -8 * 0 = -0).
+// Always inlined: called per chunk in b32_vnni's loop, where the per-channel values it reads
+// (cc, the lane-to-group index) stay in registers.
 template <bool kInt4>
-SI_TARGET_AVX512_VNNI inline bool b32_chunk(const Job& job, const B32Channel& cc, int64_t ch, __m512i (&wv)[8], __m512& sw, __m512& ow) {
+SI_TARGET_AVX512_VNNI __attribute__((always_inline)) inline bool b32_chunk(const Job& job, const B32Channel& cc, int64_t ch, __m512i (&wv)[8], __m512& sw,
+                                                                          __m512& ow) {
     const int64_t chunk_bytes = kInt4 ? kChunk / 2 : kChunk;
     const uint8_t* wc = cc.w + ch * chunk_bytes;
     const int64_t left = job.row_bytes - ch * chunk_bytes;  // masked loads read nothing past the row
@@ -891,8 +894,7 @@ SI_TARGET_AVX512_VNNI void b32_prepare_weights(const Job& job, int64_t c0, int64
 }
 
 // Rows [r0, r0 + R) x channel c over chunks [ch0, ch1) of k, the weights reordered here
-// (kBuffered false: b32_chunk's code, with the per-channel values hoisted, which measured
-// faster than calling it) or read from chunks / fold (the channel's, from
+// (kBuffered false: b32_chunk, inlined) or read from chunks / fold (the channel's, from
 // b32_prepare_weights); prefetch_c >= 0: prefetch that channel's chunks [prefetch_ch0,
 // prefetch_ch1) first. The float accumulators start from zero at chunk 0, else from acc_io
 // ([R][16]); after the last chunk the rows' outputs are stored, else acc_io. Group
@@ -918,20 +920,7 @@ SI_TARGET_AVX512_VNNI void b32_vnni(const Job& job, int64_t r0, int64_t c, int64
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = ch0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc_io + 16 * r);
     if (prefetch_c >= 0) b32_prefetch_channel(job, prefetch_c, prefetch_ch0, prefetch_ch1);
-    // Per channel (reordering here): hoisted out of the chunk loop.
-    const si_qmatmul_params& p = *job.p;
-    const int64_t k = p.k, gs = p.group_size, n_groups = job.n_groups, row_bytes = job.row_bytes;
-    const uint8_t* w = weight_row(job, c);
-    const float* scales = p.scales + c * n_groups;
-    const float* offsets = kInt4 && p.offsets ? p.offsets + c * n_groups : nullptr;  // NULL: symmetric
-    const bool single = gs >= k;
-    const int shift = single ? 0 : __builtin_ctzll(uint64_t(gs / kActBlock));
-    const bool broadcast_scale = single || shift >= 4;  // one group per chunk
-    const __m512i group_index = _mm512_srli_epi32(block_of_lane(kInt4), unsigned(std::min(shift, 4)));
-    const __mmask16 lanes_per_group_load = simd::tail_mask16(16 >> std::min(shift, 4));
-    const int64_t chunk_bytes = kInt4 ? kChunk / 2 : kChunk;
-    const __m512i low4 = _mm512_set1_epi8(0x0f), u128 = _mm512_set1_epi8(char(0x80));
-    const __m512 minus8 = _mm512_set1_ps(-8.0f);
+    const B32Channel cc = b32_channel<kInt4>(job, c);  // reordering here: once per channel
     for (int64_t ch = ch0; ch < ch1; ++ch) {
         __m512i wv[8];
         __m512 sw, ow;
@@ -943,38 +932,7 @@ SI_TARGET_AVX512_VNNI void b32_vnni(const Job& job, int64_t r0, int64_t c, int64
             ow = _mm512_load_ps(&chunks[ch].offset);
             folded = fold[ch];
         } else {
-            const uint8_t* wc = w + ch * chunk_bytes;
-            const int64_t left = row_bytes - ch * chunk_bytes;  // masked loads read nothing past the row
-            if constexpr (kInt4) {
-                __m512i v[4];
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; ++i) v[i] = left >= chunk_bytes ? _mm512_loadu_si512(wc + 64 * i) : _mm512_maskz_loadu_epi8(bytes_mask(left - 64 * i), wc + 64 * i);
-                transpose4_lanes(v[0], v[1], v[2], v[3]);
-#pragma GCC unroll 4
-                for (int d = 0; d < 4; ++d) {
-                    wv[2 * d] = _mm512_and_si512(v[d], low4);
-                    wv[2 * d + 1] = _mm512_and_si512(_mm512_srli_epi16(v[d], 4), low4);
-                }
-            } else {
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; ++i) wv[i] = left >= chunk_bytes ? _mm512_loadu_si512(wc + 64 * i) : _mm512_maskz_loadu_epi8(bytes_mask(left - 64 * i), wc + 64 * i);
-                chunk_order_i8(wv);
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; ++i) wv[i] = _mm512_xor_si512(wv[i], u128);
-            }
-            ow = _mm512_setzero_ps();
-            if (broadcast_scale) {
-                const int64_t g = single ? 0 : (ch * kChunkBlocks) >> shift;
-                sw = _mm512_set1_ps(scales[g]);
-                if constexpr (kInt4) ow = offsets ? _mm512_set1_ps(offsets[g]) : _mm512_mul_ps(sw, minus8);
-            } else {
-                const int64_t g0 = (ch * kChunkBlocks) >> shift;
-                const __mmask16 m = lanes_per_group_load & simd::tail_mask16(n_groups - g0);
-                sw = _mm512_permutexvar_ps(group_index, _mm512_maskz_loadu_ps(m, scales + g0));
-                if constexpr (kInt4) ow = offsets ? _mm512_permutexvar_ps(group_index, _mm512_maskz_loadu_ps(m, offsets + g0)) : _mm512_mul_ps(sw, minus8);
-            }
-            // The same rule as b32_chunk.
-            folded = kInt4 ? _mm512_cmp_ps_mask(ow, _mm512_mul_ps(sw, minus8), _CMP_EQ_OQ) == 0xffff : true;
+            folded = b32_chunk<kInt4>(job, cc, ch, wv, sw, ow);
         }
         __m512i dot[R];
 #pragma GCC unroll 8
