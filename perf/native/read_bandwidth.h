@@ -5,18 +5,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include "cpu/simd.h"  // <immintrin.h> behind the GCC PR105593 diagnostic guard
+
 #include <cpuid.h>
-// GCC 12.1/12.2 flag the self-initialisation inside _mm512_undefined_*() when AVX-512 comes
-// from a target attribute (GCC PR105593); the warning follows the header's pragma state.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include <algorithm>
 #include <chrono>
