@@ -15,6 +15,7 @@
 // Versions: v1 = the src/ kernel (unified FA2-style mma.sync prefill/decode + split-K combine).
 // Usage: si_bench_attention_cuda [--quick] [--json FILE]
 #include "cuda/paged_attention.cuh"
+#include "cuda_bench.cuh"
 
 #include <sharpinfer/sharpinfer.h>
 
@@ -32,65 +33,19 @@
 
 namespace {
 
+using namespace si_bench;
+
 using si::cuda::PagedAttentionArgs;
 using si::cuda::paged::BF16Cache;
 
 constexpr int kHeadDim = 128;
 constexpr int kBlockSize = 16;
 
-#define CHECK_CUDA(expr)                                                                              \
-    do {                                                                                              \
-        const cudaError_t e_ = (expr);                                                                \
-        if (e_ != cudaSuccess) {                                                                      \
-            std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-            std::exit(2);                                                                             \
-        }                                                                                             \
-    } while (0)
-
 // ---- device data ------------------------------------------------------------------------------
 
-__device__ __forceinline__ uint64_t mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-__device__ __forceinline__ float uniform_at(uint64_t seed, int64_t i) {
-    return float(mix(seed + uint64_t(i) * 0x9e3779b97f4a7c15ull) >> 40) * (1.0f / 8388608.0f) - 1.0f;
-}
 __global__ void fill_f32(float* p, int64_t n, uint64_t seed, float scale) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
         p[i] = scale * uniform_at(seed, i);
-}
-__global__ void fill_bf16(uint16_t* p, int64_t n, uint64_t seed) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-        p[i] = uint16_t(__float_as_uint(uniform_at(seed, i)) >> 16);
-}
-__global__ void read_kernel(const int4* p, int64_t n, int* sink) {
-    int acc = 0;
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        const int4 v = __ldg(p + i);
-        acc ^= v.x ^ v.y ^ v.z ^ v.w;
-    }
-    if (acc == 0x12345678) *sink = acc;  // keeps the loads
-}
-
-template <typename T>
-T* device_alloc(size_t count) {
-    void* p = nullptr;
-    CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)));
-    return static_cast<T*>(p);
-}
-template <typename T>
-T* device_copy(const std::vector<T>& host) {
-    T* p = device_alloc<T>(host.size());
-    CHECK_CUDA(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return p;
-}
-template <typename T>
-std::vector<T> host_copy(const T* p, size_t count) {
-    std::vector<T> host(count);
-    CHECK_CUDA(cudaMemcpy(host.data(), p, count * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
 }
 
 // ---- one problem -----------------------------------------------------------------------------
