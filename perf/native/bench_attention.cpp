@@ -5,9 +5,10 @@
 //    peak f32 FMA throughput (independent FMA chains in the widest registers, all threads);
 //  - decode (batch 1 / 8, context 4096 / 16384, f16 and int8 caches): GB/s of K/V (and int8
 //    scales) read as a fraction of the measured streaming-read bandwidth (all threads). The
-//    caches cycle through enough copies (>= 512 MiB) that every iteration reads from DRAM.
-//    Beside it, the same machine's rate for the paged pattern alone (32 KiB blocks in random
-//    order, no arithmetic), which bounds what a kernel reading a paged cache can reach.
+//    caches sit on huge pages, as the runtime allocates its pool (host_alloc.h), and cycle
+//    through enough copies (>= 512 MiB) that every iteration reads from DRAM. Beside it, the
+//    same machine's rate for the paged pattern alone (32 KiB blocks in random order, no
+//    arithmetic), which bounds what a kernel reading a paged cache can reach.
 // Every case is first checked against the ref backend (ref_check.h): decode on the whole
 // output, prefill on its first and last 16 query tokens. A summary table is printed at the end.
 //
@@ -17,6 +18,7 @@
 #include <sharpinfer/sharpinfer.h>
 
 #include "common/dtype.h"
+#include "host_alloc.h"
 #include "read_bandwidth.h"
 #include "ref_check.h"
 
@@ -124,20 +126,25 @@ double measure_peak_gflops(int32_t threads) {
 
 // The paged cache's access pattern without the arithmetic: 32 KiB blocks (16 tokens x 8 kv
 // heads x 128 dims in f16) in random order over 1 GiB, each read front to back. Context for
-// the decode figures: how much of the streaming bandwidth this pattern itself reaches when
-// blocks sit on random 4 KiB pages (the hardware prefetchers stop at every page).
-double measure_block_read_gbps(int32_t threads) {
+// the decode figures: how much of the streaming bandwidth this pattern itself reaches, on huge
+// pages (as the runtime allocates its pool) and on 4 KiB pages (where the hardware prefetchers
+// stop at every page and every block takes fresh TLB misses).
+double measure_block_read_gbps(int32_t threads, bool huge_pages) {
     const size_t bytes = size_t(1) << 30, block = 32768, n_blocks = bytes / block;
-    static float* data = nullptr;
+    static si_bench::HostArray<float> buffers[2];
     static std::vector<uint32_t> order;
-    if (!data) {
-        data = static_cast<float*>(std::aligned_alloc(64, bytes));
-        for (size_t i = 0; i < bytes / sizeof(float); ++i) data[i] = float(i & 1023);
+    si_bench::HostArray<float>& buffer = buffers[huge_pages ? 1 : 0];
+    if (!buffer.data()) {
+        buffer = si_bench::HostArray<float>(bytes / sizeof(float), huge_pages);
+        for (size_t i = 0; i < bytes / sizeof(float); ++i) buffer[i] = float(i & 1023);
+    }
+    if (order.empty()) {
         order.resize(n_blocks);
         std::iota(order.begin(), order.end(), 0u);
         uint64_t seed = 7;
         for (size_t i = n_blocks - 1; i > 0; --i) std::swap(order[i], order[next_random(seed) % (i + 1)]);
     }
+    const float* data = buffer.data();
     std::vector<double> sink(static_cast<size_t>(threads));
     auto run = [&](int32_t t) {
         double total = 0.0;
@@ -155,7 +162,8 @@ double measure_block_read_gbps(int32_t threads) {
 
 // Measured once, on first use, so every figure below is a fraction of the same numbers.
 struct Machine {
-    double peak_gflops_1 = 0, peak_gflops_all = 0, read_gbps_1 = 0, read_gbps_all = 0, block_gbps_1 = 0, block_gbps_all = 0;
+    double peak_gflops_1 = 0, peak_gflops_all = 0, read_gbps_1 = 0, read_gbps_all = 0;
+    double block_gbps_1 = 0, block_gbps_all = 0, block_4k_gbps_all = 0;  // huge pages; 4 KiB pages
 };
 
 const Machine& machine() {
@@ -165,8 +173,9 @@ const Machine& machine() {
         r.peak_gflops_all = measure_peak_gflops(bench_threads());
         r.read_gbps_1 = si_bench::measure_read_gbps(1);
         r.read_gbps_all = si_bench::measure_read_gbps(bench_threads());
-        r.block_gbps_1 = measure_block_read_gbps(1);
-        r.block_gbps_all = measure_block_read_gbps(bench_threads());
+        r.block_gbps_1 = measure_block_read_gbps(1, true);
+        r.block_gbps_all = measure_block_read_gbps(bench_threads(), true);
+        r.block_4k_gbps_all = measure_block_read_gbps(bench_threads(), false);
         return r;
     }();
     return m;
@@ -234,7 +243,7 @@ constexpr int32_t kHeads = 32, kKvHeads = 8, kHeadDim = 128, kBlockSize = 16;
 struct PagedProblem {
     si_dtype dtype;
     int32_t n_seqs, q_len, context, copies, blocks_per_seq, num_blocks;
-    std::vector<uint8_t> k_pool, v_pool;  // [copies][num_blocks, block, kv_heads, head_dim]
+    si_bench::HostArray<uint8_t> k_pool, v_pool;  // huge pages, as the runtime's pool; [copies][num_blocks, block, kv_heads, head_dim]
     std::vector<float> k_scale, v_scale;  // [copies][num_blocks, block, kv_heads]
     std::vector<int32_t> cu, context_lens, tables;
     std::vector<float> q, out;
@@ -248,10 +257,10 @@ struct PagedProblem {
         const size_t elems = size_t(num_blocks) * kBlockSize * kKvHeads * kHeadDim;
         pool_bytes = elems * size_t(si::dtype_size(dtype));
         scale_count = size_t(num_blocks) * kBlockSize * kKvHeads;
-        k_pool.resize(pool_bytes * size_t(copies));
-        v_pool.resize(pool_bytes * size_t(copies));
+        k_pool = si_bench::HostArray<uint8_t>(pool_bytes * size_t(copies));
+        v_pool = si_bench::HostArray<uint8_t>(pool_bytes * size_t(copies));
         uint64_t seed = 42;
-        for (std::vector<uint8_t>* pool : {&k_pool, &v_pool}) {
+        for (si_bench::HostArray<uint8_t>* pool : {&k_pool, &v_pool}) {
             for (size_t i = 0; i < elems; ++i) {
                 const float x = float(double(next_random(seed) >> 7) * 0x1p-24) * 2.0f - 1.0f;
                 if (dtype == SI_DTYPE_I8) {
@@ -458,8 +467,9 @@ public:
         std::printf("\nSummary (cpu backend, %d thread(s))\n", bench_threads());
         std::printf("  measured peak f32 FMA: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (%d threads)\n", m.peak_gflops_1, m.peak_gflops_all, bench_threads());
         std::printf("  measured read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", m.read_gbps_1, m.read_gbps_all, bench_threads());
-        std::printf("  random 32 KiB block reads (the paged pattern, no arithmetic): %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n", m.block_gbps_1,
-                    m.block_gbps_all, bench_threads());
+        std::printf("  random 32 KiB block reads (the paged pattern, no arithmetic), huge pages: %.1f GB/s (1 thread), %.1f GB/s (%d threads);"
+                    " on 4 KiB pages: %.1f GB/s (%d threads)\n",
+                    m.block_gbps_1, m.block_gbps_all, bench_threads(), m.block_4k_gbps_all, bench_threads());
         std::printf("  %-44s %10s %8s %10s %9s\n", "case", "ms/call", "rate", "unit", "fraction");
         for (const Row& row : rows_)
             std::printf("  %-44s %10.3f %8.1f %10s %8.1f%%\n", row.name.c_str(), row.ms, row.value, row.unit, 100.0 * row.fraction);

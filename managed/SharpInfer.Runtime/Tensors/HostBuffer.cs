@@ -1,6 +1,6 @@
-// HostBuffer.cs: a 64-byte aligned block of native host memory for activations and KV
-// caches; invisible to the GC, so it is disposed deterministically.
-using System.Runtime.InteropServices;
+// HostBuffer.cs: a block of native host memory for activations and KV caches (64-byte aligned,
+// huge pages when large: HostMemory); invisible to the GC, so it is disposed deterministically.
+using SharpInfer.Interop;
 
 namespace SharpInfer.Tensors;
 
@@ -15,8 +15,7 @@ public sealed unsafe class HostBuffer<T> : IDisposable where T : unmanaged
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         Length = length;
         nuint bytes = (nuint)Math.Max(1, length) * (nuint)sizeof(T);
-        _data = (T*)NativeMemory.AlignedAlloc(bytes, 64);
-        NativeMemory.Clear(_data, bytes);
+        _data = (T*)HostMemory.Allocate(bytes);
     }
 
     public T* Pointer
@@ -39,7 +38,7 @@ public sealed unsafe class HostBuffer<T> : IDisposable where T : unmanaged
     public void Dispose()
     {
         if (_data == null) return;
-        NativeMemory.AlignedFree(_data);
+        HostMemory.Free(_data);
         _data = null;
     }
 }
