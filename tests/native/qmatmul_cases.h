@@ -112,6 +112,13 @@ inline std::vector<Case> grid() {
                                      index % 3 == 0 ? 2 : 0, index % 2 == 1, Data::Random, mode.symmetric});
             }
         }
+        // Wide: with 2 threads (8 tiles) a cpu tile of int4 weights exceeds half of L2, so the
+        // block-wise kernel goes block of channels by block of channels instead of row block by
+        // row block (k stays in one segment).
+        if (mode.activations == SI_ACTIVATIONS_I8_BLOCK32) {
+            ++index;
+            cases.push_back(Case{17, 2800, 3072, 32, mode.format, mode.activations, 0, 0, true, Data::Random, mode.symmetric});
+        }
     }
     return cases;
 }

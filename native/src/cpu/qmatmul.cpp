@@ -1027,9 +1027,9 @@ void tile_b32(const Job& job, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     if (kInt4 || r1 - r0 <= kB32Rows) {
         // int4 with unsplit k and a tile whose weights stay in L2 (kB32TileBytes): each block
         // of rows passes over all the channels (4-8% faster than block by block where they
-        // fit; int8: 10% slower); else kColBlock channels at a time. (Without the size bound a
-        // tile of the 32000 x 2048 LM head, 18 MB per thread, came from DRAM again for every
-        // block of rows, unprefetched: m = 16 ran 20-30% slower on one thread.)
+        // fit; int8: 10% slower); else kColBlock channels at a time. (Without the size bound,
+        // a tile of the 32000 x 2048 LM head, 4.6 MB with 2 threads, came from DRAM again for
+        // every block of rows, unprefetched: m = 16 ran 20-30% slower on one thread.)
         const bool tile_in_l2 = (c1 - c0) * job.row_bytes <= kB32TileBytes;
         if (kInt4 && tile_in_l2 && job.n_chunks <= b32_segment(kB32Rows)) return b32_row_blocks<kInt4>(job, r0, r1, c0, c1, nullptr, nullptr);
         for (int64_t cb = c0; cb < c1; cb += kColBlock) b32_row_blocks<kInt4>(job, r0, r1, cb, std::min(cb + kColBlock, c1), nullptr, nullptr);
