@@ -83,6 +83,23 @@ public static class GgufRepack
         return weight;
     }
 
+    /// <summary>
+    /// A Q4_0/Q4_1 block's 16 bytes (element j in the low nibble of qs[j], element j + 16 in its
+    /// high nibble) as our packing (elements 2i and 2i + 1 in the low and high nibble of byte i),
+    /// a byte at a time: the first 8 bytes pair low nibbles, the last 8 high nibbles.
+    /// </summary>
+    internal static void RepackQ4Nibbles(ReadOnlySpan<byte> qs, Span<byte> packed)
+    {
+        qs = qs[..16];
+        packed = packed[..16];
+        for (int i = 0; i < 8; i++)
+        {
+            byte even = qs[2 * i], odd = qs[2 * i + 1];
+            packed[i] = (byte)((even & 0x0F) | (odd << 4));
+            packed[i + 8] = (byte)((even >> 4) | (odd & 0xF0));
+        }
+    }
+
     /// <summary>Repacks one row of blocks into row <paramref name="row"/> of <paramref name="weight"/>.</summary>
     public static void RepackRow(GgmlType type, ReadOnlySpan<byte> blocks, QuantizedWeight weight, int row)
     {
@@ -111,13 +128,7 @@ public static class GgufRepack
                     float d = Half16(block, 0);
                     scales[b] = d;
                     if (!weight.IsSymmetric) offsets[b] = type == GgmlType.Q4_0 ? -8f * d : Half16(block, 2);
-                    var packed = values.Slice(b * 16, 16);
-                    var qs = block.Slice(qsAt, 16);
-                    for (int j = 0; j < 16; j++)
-                    {
-                        Int4Packing.Set(packed, j, qs[j] & 0xF);
-                        Int4Packing.Set(packed, j + 16, qs[j] >> 4);
-                    }
+                    RepackQ4Nibbles(block.Slice(qsAt, 16), values.Slice(b * 16, 16));
                 }
                 break;
             }
