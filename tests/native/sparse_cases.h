@@ -71,8 +71,8 @@ inline void PrintTo(const Case& c, std::ostream* os) { *os << c.name(); }
 // {4, 16, 33, 172, 257, 1000} (tails of the 16-wide chunks, ragged 2:4 groups, several mask
 // words), every m in {1, 3, 16, 17, 64, 129} (register-block tails) and every n in
 // {1, 7, 64, 97} (thread split tails), with and without bias and strides; f16 (the main case)
-// also runs the decode batches 2, 4, 5, and each variant one batch of 16 over k = 2100. 88
-// cases, each small enough for a 2-core CI.
+// also runs the decode batches 2, 4, 5, each variant one batch of 16 over k = 2100 and two
+// decode batches (1 and 3) over k = 9001 and 8230. 96 cases, each small enough for a 2-core CI.
 inline std::vector<Case> grid() {
     const int32_t ms[] = {1, 3, 16, 17, 64, 129};
     const int32_t ks[] = {4, 16, 33, 172, 257, 1000};
@@ -110,6 +110,13 @@ inline std::vector<Case> grid() {
         long_row.x_pad = 2;
         long_row.bias = true;
         cases.push_back(long_row);
+        // Long rows in decode (x longer than L1 holds), a ragged last mask word.
+        for (const auto& [m, k] : {std::pair<int32_t, int32_t>{1, 9001}, {3, 8230}}) {
+            ++index;
+            Case c{m, 40, k, v.format, v.sparsity, m == 1 ? SI_DTYPE_F16 : SI_DTYPE_F32};
+            c.bias = m == 1;
+            cases.push_back(c);
+        }
     }
     return cases;
 }

@@ -135,8 +135,9 @@ class SparseBatchInvarianceTest : public testing::TestWithParam<SparseInvariance
 
 TEST_P(SparseBatchInvarianceTest, RowsMatchAcrossBatchSizesAndThreads) {
     const auto& [isa, format, dtype] = GetParam();
-    // n spans several pool chunks; k has tails for 8- and 16-lane chunks and 64-bit mask words.
-    for (const auto& [n, k] : {std::pair<int32_t, int32_t>{97, 1025}, {300, 300}}) {
+    // n spans several pool chunks; k has tails for 8- and 16-lane chunks and 64-bit mask words;
+    // k = 9001: rows longer than L1 holds, in the decode path (m < 8) and the batched one.
+    for (const auto& [n, k] : {std::pair<int32_t, int32_t>{97, 1025}, {300, 300}, {40, 9001}}) {
         const SparseProblem problem(n, k, format, dtype);
         const size_t ns = size_t(n);
         ContextPtr two = make_cpu_context(isa, 2);
