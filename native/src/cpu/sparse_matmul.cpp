@@ -23,7 +23,8 @@
 // of 8 interleaved channels made 16 short streams that the prefetchers followed poorly.
 // Decode over k in 4096-wide segments, every channel of a block passing over a segment before
 // the next (so x stays in L1 for long rows) ran 0.99-1.2x dense on 4096 x 11008 against 1.30x
-// for whole rows: the weight streams broke into 4 KiB runs.
+// for whole rows: the weight streams broke into 4 KiB runs. Two channels per pass at m = 1 (each
+// x load feeding both) ran 2:4 and 70% at 0.6-0.7x of the one-channel kernel (90%: 1.05x).
 //
 // Decode (m < kBatchedRows): one channel at a time, R <= 4 rows per pass, so a thread reads
 // the values and the metadata as two sequential streams (with a software prefetch ahead);
