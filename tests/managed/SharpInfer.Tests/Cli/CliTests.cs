@@ -99,6 +99,29 @@ public class CliTests
     }
 
     [Fact]
+    public void Bench_Engine_Json_ReportsLoadTimeThroughputAndLatency()
+    {
+        string model = Path.Combine(Path.GetTempPath(), $"si-bench-engine-{Guid.NewGuid():N}.gguf");
+        SyntheticModel.Write(model, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.F16, seed: 3);
+        try
+        {
+            var (code, output, err) = Run("bench", "--model", model, "--concurrency", "2", "--prompt-len", "5", "--gen-len", "4", "--json");
+            Assert.True(code == 0, err);
+            using var json = JsonDocument.Parse(output);
+            var root = json.RootElement;
+            Assert.Equal("engine", root.GetProperty("mode").GetString());
+            Assert.True(root.GetProperty("load_seconds").GetDouble() > 0, "the load is timed");
+            Assert.True(root.GetProperty("requests_per_second").GetDouble() > 0);
+            Assert.True(root.GetProperty("output_tokens_per_second").GetDouble() > 0);
+            Assert.True(root.GetProperty("ttft_ms_p99").GetDouble() >= root.GetProperty("ttft_ms_p50").GetDouble());
+        }
+        finally
+        {
+            File.Delete(model);
+        }
+    }
+
+    [Fact]
     public void Bench_WithLimits_ReportsBandwidthAndFlopsUtilization()
     {
         string model = Path.Combine(Path.GetTempPath(), $"si-bench-{Guid.NewGuid():N}.gguf");
@@ -125,6 +148,7 @@ public class CliTests
             Assert.Equal("int8_vnni_avx512", root.GetProperty("peak").GetString());
             Assert.Equal(2000.0, root.GetProperty("peak_gflops").GetDouble());
             Assert.True(root.GetProperty("prefill_model_flops_utilization").GetDouble() > 0);
+            Assert.True(root.GetProperty("load_seconds").GetDouble() > 0, "the load (map, check, repack) is timed");
 
             File.WriteAllText(limits, "not json");
             (code, _, err) = Run("bench", "--model", model, "--limits", limits, "--repeats", "1");
