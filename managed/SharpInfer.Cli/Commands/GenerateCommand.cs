@@ -53,8 +53,11 @@ internal static class GenerateCommand
                 string? logitsPath = parse.GetValue(dumpLogits);
                 using var logitsDump = logitsPath is null ? null : new LogitsDump(logitsPath, loaded.Model.VocabSize);
 
+                // Checked before the prompt is echoed, so a refused prompt prints nothing but the error.
+                var promptTokens = loaded.Checkpoint.Tokenizer.Encode(promptText, addBos: true);
+                generator.ValidatePrompt(promptTokens);
                 if (!json) stdout.Write(promptText);
-                var result = generator.Generate(promptText, parameters,
+                var result = generator.Generate(promptTokens, parameters,
                     onText: json ? null : text => { stdout.Write(text); stdout.Flush(); },
                     onLogits: logitsDump is null ? null : logitsDump.Add);
                 logitsDump?.Complete();

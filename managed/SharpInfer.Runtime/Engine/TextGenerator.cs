@@ -34,15 +34,26 @@ public sealed class TextGenerator(LlamaModel model, TextTokenizer tokenizer)
         LogitsObserver? onLogits = null) =>
         Generate(tokenizer.Encode(prompt, addBos: true), parameters, onText, onLogits);
 
-    public GenerationResult Generate(IReadOnlyList<int> promptTokens, SamplingParams parameters,
-        Action<string>? onText = null, LogitsObserver? onLogits = null)
+    /// <summary>
+    /// Throws what <see cref="Generate(IReadOnlyList{int}, SamplingParams, Action{string}?, LogitsObserver?)"/>
+    /// would throw for this prompt (empty, longer than the context), so a caller can check before
+    /// it shows anything.
+    /// </summary>
+    public void ValidatePrompt(IReadOnlyList<int> promptTokens)
     {
-        parameters.Validate();
         if (promptTokens.Count == 0) throw new ArgumentException("the prompt is empty (no tokens)");
         int context = model.Config.MaxContext;
         if (promptTokens.Count > context)
             throw new ContextOverflowException(
                 $"the prompt has {promptTokens.Count} tokens, more than the model's context of {context} tokens");
+    }
+
+    public GenerationResult Generate(IReadOnlyList<int> promptTokens, SamplingParams parameters,
+        Action<string>? onText = null, LogitsObserver? onLogits = null)
+    {
+        parameters.Validate();
+        ValidatePrompt(promptTokens);
+        int context = model.Config.MaxContext;
 
         using var cache = model.CreateCache(Math.Min(context, promptTokens.Count + parameters.MaxTokens));
         var sampler = new Sampler(parameters);

@@ -99,6 +99,27 @@ public class CliTests
     }
 
     [Fact]
+    public void Generate_PromptOverTheContext_PrintsOnlyTheError()
+    {
+        string model = Path.Combine(Path.GetTempPath(), $"si-long-prompt-{Guid.NewGuid():N}.gguf");
+        SyntheticModel.Write(model, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.F32, seed: 4);
+        try
+        {
+            // Tiny's context is 256 tokens; its byte-level vocabulary gives at least a token a byte.
+            string prompt = string.Concat(Enumerable.Repeat("word ", 200));
+            var (code, output, err) = Run("generate", "--model", model, "--prompt", prompt, "--max-tokens", "4");
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.Equal("", output);  // the prompt is not echoed before it is refused
+            Assert.Contains("prompt too long", err);
+            Assert.Contains("context of 256", err);
+        }
+        finally
+        {
+            File.Delete(model);
+        }
+    }
+
+    [Fact]
     public void Bench_Engine_Json_ReportsLoadTimeThroughputAndLatency()
     {
         string model = Path.Combine(Path.GetTempPath(), $"si-bench-engine-{Guid.NewGuid():N}.gguf");
