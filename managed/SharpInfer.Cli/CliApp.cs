@@ -23,6 +23,7 @@ public static class CliApp
         root.Subcommands.Add(QuantizeCommand.Create(stdout, stderr));
         root.Subcommands.Add(PruneCommand.Create(stdout, stderr));
         root.Subcommands.Add(EvalCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ServeCommand.Create(stdout, stderr));
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         try

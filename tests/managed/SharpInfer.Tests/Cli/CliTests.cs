@@ -99,6 +99,20 @@ public class CliTests
     }
 
     [Fact]
+    public void Serve_HelpExplainsTheApi_AndBadOptionsFailBeforeLoading()
+    {
+        var (code, output, _) = Run("serve", "--help");
+        Assert.Equal(0, code);
+        foreach (string text in new[] { "/v1/chat/completions", "--port", "--chat-template", "--host" }) Assert.Contains(text, output);
+        (code, _, string err) = Run("serve", "--port", "70000");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains("--port", err);
+        (code, _, err) = Run("serve", "--chat-template", "/no/such/template.jinja");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains("--chat-template", err);
+    }
+
+    [Fact]
     public void Generate_PromptOverTheContext_PrintsOnlyTheError()
     {
         string model = Path.Combine(Path.GetTempPath(), $"si-long-prompt-{Guid.NewGuid():N}.gguf");

@@ -1,0 +1,440 @@
+// OpenAiServer.cs: the OpenAI-compatible HTTP API over one InferenceEngine (ASP.NET Core):
+//   GET  /health                 {"status": "ok"}
+//   GET  /v1/models              the served model
+//   POST /v1/chat/completions    messages rendered with the model's chat template (or the one
+//                                the server was given); streamed as server-sent events with
+//                                "stream": true
+//   POST /v1/completions         a text prompt
+// Every request runs through the engine's continuous batching, so concurrent requests share
+// steps and the prefix cache (usage reports cached prompt tokens as
+// prompt_tokens_details.cached_tokens). A bad request is answered 400 with an OpenAI-style error
+// naming the parameter, before anything is queued; a client that disconnects cancels its
+// request, which frees its KV blocks at once. JSON is read and written by hand (no reflection),
+// so the server stays NativeAOT-compatible.
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SharpInfer.Chat;
+using SharpInfer.Engine;
+using SharpInfer.Llama;
+
+namespace SharpInfer.Server;
+
+public sealed record OpenAiServerOptions
+{
+    /// <summary>The id /v1/models lists and responses carry.</summary>
+    public string ModelId { get; init; } = "sharpinfer";
+    /// <summary>The model's own chat template (GGUF tokenizer.chat_template or tokenizer_config.json).</summary>
+    public string? ModelChatTemplate { get; init; }
+    /// <summary>A template to use instead of the model's (required for chat when the model has none).</summary>
+    public string? ChatTemplate { get; init; }
+    /// <summary>Where to listen, e.g. http://127.0.0.1:8000 (port 0: any free port).</summary>
+    public string Url { get; init; } = "http://127.0.0.1:8000";
+    /// <summary>Largest request body accepted.</summary>
+    public long MaxRequestBytes { get; init; } = 16 << 20;
+}
+
+public sealed class OpenAiServer : IAsyncDisposable
+{
+    // Text as written (quotes and < > unescaped): the responses are JSON, never embedded in HTML.
+    private static readonly JsonWriterOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private readonly InferenceEngine _engine;
+    private readonly OpenAiServerOptions _options;
+    private readonly SharpInferChatClient? _chat;
+    private readonly string? _chatUnavailable;
+    private readonly WebApplication _app;
+
+    public OpenAiServer(InferenceEngine engine, OpenAiServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        _engine = engine;
+        _options = options ?? new OpenAiServerOptions();
+        try
+        {
+            _chat = new SharpInferChatClient(engine, _options.ModelChatTemplate,
+                new SharpInferChatClientOptions { ChatTemplate = _options.ChatTemplate, ModelId = _options.ModelId });
+        }
+        catch (InvalidOperationException e)
+        {
+            _chatUnavailable = e.Message + " (sharpinfer serve --chat-template)";
+        }
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls(_options.Url);
+        builder.Logging.ClearProviders();
+        _app = builder.Build();
+        _app.MapGet("/health", context => WriteJsonAsync(context, 200, w => w.WriteString("status", "ok")));
+        _app.MapGet("/v1/models", ListModelsAsync);
+        _app.MapPost("/v1/chat/completions", context => HandleAsync(context, OpenAiEndpoint.ChatCompletions));
+        _app.MapPost("/v1/completions", context => HandleAsync(context, OpenAiEndpoint.Completions));
+        _app.MapFallback(context => WriteErrorAsync(context, 404, $"no route {context.Request.Method} {context.Request.Path}", "not_found_error", null, "not_found"));
+    }
+
+    /// <summary>Chat is unavailable (no template anywhere): why, else null.</summary>
+    public string? ChatUnavailableReason => _chatUnavailable;
+
+    /// <summary>The addresses the server listens on (after <see cref="StartAsync"/>; port 0 resolved).</summary>
+    public IReadOnlyCollection<string> Urls =>
+        _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [];
+
+    public Task StartAsync(CancellationToken cancellationToken = default) => _app.StartAsync(cancellationToken);
+
+    /// <summary>Serves until <paramref name="cancellationToken"/> is cancelled (or the process is told to stop).</summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        await _app.StartAsync(cancellationToken);
+        await _app.WaitForShutdownAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        _chat?.Dispose();
+    }
+
+    private Task ListModelsAsync(HttpContext context) => WriteJsonAsync(context, 200, w =>
+    {
+        w.WriteString("object", "list");
+        w.WriteStartArray("data");
+        w.WriteStartObject();
+        w.WriteString("id", _options.ModelId);
+        w.WriteString("object", "model");
+        w.WriteNumber("created", 0);
+        w.WriteString("owned_by", "sharpinfer");
+        w.WriteNumber("max_model_len", _engine.MaxContext);
+        w.WriteEndObject();
+        w.WriteEndArray();
+    });
+
+    private async Task HandleAsync(HttpContext context, OpenAiEndpoint endpoint)
+    {
+        bool chat = endpoint == OpenAiEndpoint.ChatCompletions;
+        OpenAiRequest request;
+        int[] prompt;
+        SamplingParams sampling;
+        try
+        {
+            byte[] body = await ReadBodyAsync(context.Request, _options.MaxRequestBytes, context.RequestAborted);
+            request = OpenAiRequest.Parse(body, endpoint);
+            if (chat)
+            {
+                if (_chat is null) throw new OpenAiRequestException(_chatUnavailable!, "messages", "chat_template_missing");
+                prompt = _chat.EncodePrompt(request.Messages!);
+            }
+            else
+            {
+                var tokenizer = _engine.Tokenizer;
+                prompt = tokenizer.Encode(request.Prompt!, tokenizer.AddBosToken);
+            }
+            if (prompt.Length > _engine.MaxContext)
+                throw new OpenAiRequestException($"the prompt has {prompt.Length} tokens, more than the model's context of {_engine.MaxContext} tokens",
+                    chat ? "messages" : "prompt", "context_length_exceeded");
+            int maxTokens = request.MaxTokens ?? (chat ? _engine.MaxContext - prompt.Length : OpenAiRequest.DefaultCompletionTokens);
+            if (maxTokens < 1)
+                throw new OpenAiRequestException($"the prompt's {prompt.Length} tokens leave no room in the model's context of {_engine.MaxContext}",
+                    chat ? "messages" : "prompt", "context_length_exceeded");
+            sampling = request.Sampling with { MaxTokens = maxTokens };
+            _engine.ValidateRequest(prompt, sampling);
+        }
+        catch (OpenAiRequestException e)
+        {
+            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", e.Param, e.Code);
+            return;
+        }
+        catch (ArgumentException e)
+        {
+            // Sampling ranges and engine limits (context, KV pool): the runtime's own message.
+            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", ParamOf(e.Message, chat), "invalid_value");
+            return;
+        }
+        catch (NotSupportedException e)
+        {
+            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", null, "unsupported_value");
+            return;
+        }
+        catch (BadHttpRequestException e)
+        {
+            await WriteErrorAsync(context, e.StatusCode, e.Message, "invalid_request_error", null, "bad_request");
+            return;
+        }
+
+        string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string model = _options.ModelId;
+        var deltas = _engine.GenerateAsync(prompt, sampling, request.Priority, context.RequestAborted);
+        try
+        {
+            if (request.Stream) await StreamAsync(context, request, deltas, id, created, model);
+            else await RespondAsync(context, request, deltas, id, created, model);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; the engine has already released the request.
+        }
+    }
+
+    // The request parameter a runtime message (SamplingParams.Validate, engine limits) is about.
+    private static string? ParamOf(string message, bool chat)
+    {
+        (string Prefix, string Param)[] names =
+        [
+            ("temperature", "temperature"), ("top-k", "top_k"), ("top-p", "top_p"), ("min-p", "min_p"),
+            ("repetition penalty", "repetition_penalty"), ("frequency penalty", "frequency_penalty"),
+            ("presence penalty", "presence_penalty"), ("logit bias", "logit_bias"), ("top logprobs", chat ? "top_logprobs" : "logprobs"),
+            ("max tokens", "max_tokens"), ("stop strings", "stop"), ("the prompt's", "max_tokens"), ("the request needs", "max_tokens"),
+            ("the prompt", chat ? "messages" : "prompt"), ("prompt token", chat ? "messages" : "prompt"),
+        ];
+        foreach (var (prefix, param) in names)
+            if (message.StartsWith(prefix, StringComparison.Ordinal)) return param;
+        return null;
+    }
+
+    private async Task RespondAsync(HttpContext context, OpenAiRequest request, IAsyncEnumerable<GenerationDelta> deltas, string id, long created, string model)
+    {
+        var text = new StringBuilder();
+        var logprobs = request.Sampling.Logprobs ? new List<TokenLogprobs>() : null;
+        GenerationDelta? final = null;
+        await foreach (var delta in deltas.WithCancellation(context.RequestAborted))
+        {
+            text.Append(delta.Text);
+            if (delta.Logprobs is { } lp) logprobs?.AddRange(lp);
+            if (delta.IsFinal) final = delta;
+        }
+        bool chat = request.Endpoint == OpenAiEndpoint.ChatCompletions;
+        await WriteJsonAsync(context, 200, w =>
+        {
+            w.WriteString("id", id);
+            w.WriteString("object", chat ? "chat.completion" : "text_completion");
+            w.WriteNumber("created", created);
+            w.WriteString("model", model);
+            w.WriteStartArray("choices");
+            w.WriteStartObject();
+            w.WriteNumber("index", 0);
+            if (chat)
+            {
+                w.WriteStartObject("message");
+                w.WriteString("role", "assistant");
+                w.WriteString("content", text.ToString());
+                w.WriteEndObject();
+            }
+            else
+            {
+                w.WriteString("text", text.ToString());
+            }
+            WriteLogprobs(w, chat, logprobs);
+            w.WriteString("finish_reason", FinishReasonName(final?.FinishReason));
+            w.WriteEndObject();
+            w.WriteEndArray();
+            if (final?.Usage is { } usage) WriteUsage(w, usage);
+        });
+    }
+
+    private async Task StreamAsync(HttpContext context, OpenAiRequest request, IAsyncEnumerable<GenerationDelta> deltas, string id, long created, string model)
+    {
+        bool chat = request.Endpoint == OpenAiEndpoint.ChatCompletions;
+        var response = context.Response;
+        response.StatusCode = 200;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        await response.StartAsync(context.RequestAborted);
+        bool first = true;
+        try
+        {
+            await foreach (var delta in deltas.WithCancellation(context.RequestAborted))
+            {
+                bool hasContent = delta.Text.Length > 0 || delta.Logprobs is { Count: > 0 };
+                if (!hasContent && !delta.IsFinal && !first) continue;
+                await WriteEventAsync(response, w =>
+                {
+                    WriteChunkHeader(w, chat, id, created, model);
+                    w.WriteStartArray("choices");
+                    w.WriteStartObject();
+                    w.WriteNumber("index", 0);
+                    if (chat)
+                    {
+                        w.WriteStartObject("delta");
+                        if (first) w.WriteString("role", "assistant");
+                        if (delta.Text.Length > 0 || !first) w.WriteString("content", delta.Text);
+                        w.WriteEndObject();
+                    }
+                    else
+                    {
+                        w.WriteString("text", delta.Text);
+                    }
+                    WriteLogprobs(w, chat, delta.Logprobs);
+                    if (delta.IsFinal) w.WriteString("finish_reason", FinishReasonName(delta.FinishReason));
+                    else w.WriteNull("finish_reason");
+                    w.WriteEndObject();
+                    w.WriteEndArray();
+                }, context.RequestAborted);
+                first = false;
+                if (delta.IsFinal && request.IncludeUsage && delta.Usage is { } usage)
+                {
+                    await WriteEventAsync(response, w =>
+                    {
+                        WriteChunkHeader(w, chat, id, created, model);
+                        w.WriteStartArray("choices");
+                        w.WriteEndArray();
+                        WriteUsage(w, usage);
+                    }, context.RequestAborted);
+                }
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Headers are sent: the error travels as an event, then the stream ends.
+            await WriteEventAsync(response, w => WriteErrorBody(w, e.Message, "server_error", null, "internal_error"), CancellationToken.None);
+        }
+        await response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+        await response.Body.FlushAsync(context.RequestAborted);
+    }
+
+    private static void WriteChunkHeader(Utf8JsonWriter w, bool chat, string id, long created, string model)
+    {
+        w.WriteString("id", id);
+        w.WriteString("object", chat ? "chat.completion.chunk" : "text_completion");
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+    }
+
+    private static string FinishReasonName(FinishReason? reason) => reason switch
+    {
+        FinishReason.Length => "length",
+        _ => "stop",  // end of sequence or a stop string
+    };
+
+    private static void WriteUsage(Utf8JsonWriter w, GenerationUsage usage)
+    {
+        w.WriteStartObject("usage");
+        w.WriteNumber("prompt_tokens", usage.PromptTokens);
+        w.WriteNumber("completion_tokens", usage.CompletionTokens);
+        w.WriteNumber("total_tokens", usage.TotalTokens);
+        w.WriteStartObject("prompt_tokens_details");
+        w.WriteNumber("cached_tokens", usage.CachedPromptTokens);
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    // Chat: {"content": [{token, logprob, bytes, top_logprobs: [...]}]}; completions: the legacy
+    // {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}.
+    private void WriteLogprobs(Utf8JsonWriter w, bool chat, IReadOnlyList<TokenLogprobs>? logprobs)
+    {
+        if (logprobs is null) return;
+        var tokenizer = _engine.Tokenizer;
+        string Text(int tokenId) => tokenizer.Decode([tokenId], skipSpecial: false);
+        w.WriteStartObject("logprobs");
+        if (chat)
+        {
+            w.WriteStartArray("content");
+            foreach (var t in logprobs)
+            {
+                w.WriteStartObject();
+                WriteTokenLogprob(w, Text(t.TokenId), t.Logprob);
+                w.WriteStartArray("top_logprobs");
+                foreach (var alt in t.TopAlternatives)
+                {
+                    w.WriteStartObject();
+                    WriteTokenLogprob(w, Text(alt.TokenId), alt.Logprob);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        else
+        {
+            w.WriteStartArray("tokens");
+            foreach (var t in logprobs) w.WriteStringValue(Text(t.TokenId));
+            w.WriteEndArray();
+            w.WriteStartArray("token_logprobs");
+            foreach (var t in logprobs) w.WriteNumberValue(t.Logprob);
+            w.WriteEndArray();
+            w.WriteStartArray("top_logprobs");
+            foreach (var t in logprobs)
+            {
+                w.WriteStartObject();
+                foreach (var alt in t.TopAlternatives) w.WriteNumber(Text(alt.TokenId), alt.Logprob);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("text_offset");
+            int offset = 0;
+            foreach (var t in logprobs)
+            {
+                w.WriteNumberValue(offset);
+                offset += Text(t.TokenId).Length;
+            }
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
+    }
+
+    private static void WriteTokenLogprob(Utf8JsonWriter w, string token, float logprob)
+    {
+        w.WriteString("token", token);
+        w.WriteNumber("logprob", logprob);
+        w.WriteStartArray("bytes");
+        foreach (byte b in Encoding.UTF8.GetBytes(token)) w.WriteNumberValue(b);
+        w.WriteEndArray();
+    }
+
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest request, long maxBytes, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > maxBytes)
+            throw new OpenAiRequestException($"the request body of {request.ContentLength} bytes exceeds the limit of {maxBytes}", null, "request_too_large");
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            if (buffer.Length + read > maxBytes)
+                throw new OpenAiRequestException($"the request body exceeds the limit of {maxBytes} bytes", null, "request_too_large");
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
+    }
+
+    private static async Task WriteEventAsync(HttpResponse response, Action<Utf8JsonWriter> write, CancellationToken cancellationToken)
+    {
+        var buffer = new MemoryStream();
+        buffer.Write("data: "u8);
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions)) { w.WriteStartObject(); write(w); w.WriteEndObject(); }
+        buffer.Write("\n\n"u8);
+        await response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+    }
+
+    private static async Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions)) { w.WriteStartObject(); write(w); w.WriteEndObject(); }
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        await context.Response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length));
+    }
+
+    private static void WriteErrorBody(Utf8JsonWriter w, string message, string type, string? param, string code)
+    {
+        w.WriteStartObject("error");
+        w.WriteString("message", message);
+        w.WriteString("type", type);
+        if (param is null) w.WriteNull("param");
+        else w.WriteString("param", param);
+        w.WriteString("code", code);
+        w.WriteEndObject();
+    }
+
+    private static Task WriteErrorAsync(HttpContext context, int status, string message, string type, string? param, string code) =>
+        WriteJsonAsync(context, status, w => WriteErrorBody(w, message, type, param, code));
+}

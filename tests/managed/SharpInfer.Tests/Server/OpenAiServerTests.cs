@@ -1,0 +1,208 @@
+// OpenAiServerTests.cs: the OpenAI-compatible HTTP API end to end on a loopback port, over a
+// random-weight tiny model: greedy completions equal TextGenerator's, streamed chat equals the
+// non-streamed one, concurrent requests equal their one-at-a-time results, bad requests get a
+// 400 naming the parameter with nothing queued, and a client that disconnects leaks no blocks.
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using SharpInfer.Backends;
+using SharpInfer.Chat;
+using SharpInfer.Engine;
+using SharpInfer.Llama;
+using SharpInfer.Models;
+using SharpInfer.Server;
+
+namespace SharpInfer.Tests.Server;
+
+public sealed class OpenAiServerTests : IAsyncLifetime
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"si-server-{Guid.NewGuid():N}.gguf");
+    private ModelCheckpoint _checkpoint = null!;
+    private ComputeBackend _backend = null!;
+    private LlamaModel _model = null!;
+    private InferenceEngine _engine = null!;
+    private OpenAiServer _server = null!;
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
+
+    public async Task InitializeAsync()
+    {
+        SyntheticModel.Write(_path, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.F32, seed: 5);
+        _checkpoint = ModelLoader.Load(_path);
+        _backend = ComputeBackend.Open(BackendKind.Cpu, threads: 2);
+        _model = new LlamaModel(_checkpoint, _backend);
+        _engine = new InferenceEngine(_model, _checkpoint.Tokenizer);
+        _server = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", ChatTemplate = ChatTemplates.ChatML, Url = "http://127.0.0.1:0" });
+        await _server.StartAsync();
+        _http.BaseAddress = new Uri(_server.Urls.First());
+    }
+
+    public async Task DisposeAsync()
+    {
+        _http.Dispose();
+        await _server.DisposeAsync();
+        _engine.Dispose();
+        _model.Dispose();
+        _backend.Dispose();
+        _checkpoint.Dispose();
+        File.Delete(_path);
+    }
+
+    private async Task<(HttpStatusCode Status, JsonElement Body)> PostAsync(string path, string json)
+    {
+        using var response = await _http.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"));
+        string text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    // What TextGenerator produces greedily for the same prompt tokens.
+    private GenerationResult Greedy(string prompt, int maxTokens)
+    {
+        var tokenizer = _checkpoint.Tokenizer;
+        return new TextGenerator(_model, tokenizer).Generate(tokenizer.Encode(prompt, tokenizer.AddBosToken), SamplingParams.Greedy with { MaxTokens = maxTokens });
+    }
+
+    [Fact]
+    public async Task ModelsAndHealth_DescribeTheServedModel()
+    {
+        var models = JsonDocument.Parse(await _http.GetStringAsync("/v1/models")).RootElement;
+        Assert.Equal("list", models.GetProperty("object").GetString());
+        Assert.Equal("tiny", models.GetProperty("data")[0].GetProperty("id").GetString());
+        Assert.Equal(SyntheticModel.Tiny.MaxContext, models.GetProperty("data")[0].GetProperty("max_model_len").GetInt32());
+        Assert.Equal("ok", JsonDocument.Parse(await _http.GetStringAsync("/health")).RootElement.GetProperty("status").GetString());
+        using var missing = await _http.GetAsync("/v1/nope");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+    }
+
+    [Fact]
+    public async Task Completion_Greedy_EqualsTextGenerator_WithUsage()
+    {
+        var (status, body) = await PostAsync("/v1/completions", """{"model": "tiny", "prompt": "hello world", "max_tokens": 12, "temperature": 0}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var want = Greedy("hello world", 12);
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal(want.Text, choice.GetProperty("text").GetString());
+        Assert.Equal(want.FinishReason == FinishReason.Length ? "length" : "stop", choice.GetProperty("finish_reason").GetString());
+        var usage = body.GetProperty("usage");
+        Assert.Equal(want.PromptTokens.Count, usage.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(want.GeneratedTokens.Count, usage.GetProperty("completion_tokens").GetInt32());
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+    }
+
+    [Fact]
+    public async Task Chat_Streamed_EqualsNonStreamed_AndEndsWithUsageAndDone()
+    {
+        const string request = """{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "tell a story"}]}], "max_tokens": 10, "temperature": 0, "ignore_eos": true%STREAM%}""";
+        var (status, whole) = await PostAsync("/v1/chat/completions", request.Replace("%STREAM%", ""));
+        Assert.Equal(HttpStatusCode.OK, status);
+        string content = whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+        int completionTokens = whole.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Assert.Equal(10, completionTokens);  // ignore_eos: the whole budget
+
+        using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent(request.Replace("%STREAM%", """, "stream": true, "stream_options": {"include_usage": true}"""), Encoding.UTF8, "application/json"),
+        };
+        using var response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("data: [DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement).ToList();
+        Assert.Equal("assistant", chunks[0].GetProperty("choices")[0].GetProperty("delta").GetProperty("role").GetString());
+        var text = new StringBuilder();
+        foreach (var chunk in chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0))
+            if (chunk.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out var part)) text.Append(part.GetString());
+        Assert.Equal(content, text.ToString());
+        var usageChunk = chunks[^1];
+        Assert.Equal(0, usageChunk.GetProperty("choices").GetArrayLength());
+        Assert.Equal(completionTokens, usageChunk.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.NotEqual(JsonValueKind.Null, chunks[^2].GetProperty("choices")[0].GetProperty("finish_reason").ValueKind);
+    }
+
+    [Fact]
+    public async Task ConcurrentCompletions_EqualTheirOneAtATimeResults()
+    {
+        string[] prompts = ["a", "the cat sat on", "once upon a time there", "zz top"];
+        var replies = await Task.WhenAll(prompts.Select(p =>
+            PostAsync("/v1/completions", $$"""{"prompt": "{{p}}", "max_tokens": 9, "temperature": 0}""")));
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, replies[i].Status);
+            Assert.Equal(Greedy(prompts[i], 9).Text, replies[i].Body.GetProperty("choices")[0].GetProperty("text").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}""", "temperature", "invalid_value")]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "top_p": 1.5}""", "top_p", "invalid_value")]
+    [InlineData("/v1/chat/completions", """{"messages": []}""", "messages", "missing_required_parameter")]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "wizard", "content": "hi"}]}""", "messages[0].role", "unsupported_value")]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "n": 2}""", "n", "unsupported_value")]
+    [InlineData("/v1/completions", """{"prompt": "hi", "max_tokens": 100000}""", "max_tokens", "invalid_value")]
+    [InlineData("/v1/completions", """{"prompt": "hi", "max_tokens": "ten"}""", "max_tokens", "invalid_type")]
+    [InlineData("/v1/completions", """{"max_tokens": 4}""", "prompt", "missing_required_parameter")]
+    [InlineData("/v1/completions", """{"prompt": "hi", "stop": [""]}""", "stop", "invalid_type")]
+    [InlineData("/v1/completions", """{"prompt": "hi", "logit_bias": {"x": 1}}""", "logit_bias", "invalid_type")]
+    [InlineData("/v1/completions", """{"prompt": "hi" """, null, "invalid_json")]
+    public async Task BadRequest_Is400NamingTheParameter_AndQueuesNothing(string path, string json, string? param, string code)
+    {
+        long steps = _engine.Stats.Steps;
+        var (status, body) = await PostAsync(path, json);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        var error = body.GetProperty("error");
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        if (param is null) Assert.Equal(JsonValueKind.Null, error.GetProperty("param").ValueKind);
+        else Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
+        Assert.Equal(steps, _engine.Stats.Steps);
+    }
+
+    [Fact]
+    public async Task PromptOverTheContext_IsContextLengthExceeded()
+    {
+        string prompt = string.Concat(Enumerable.Repeat("word ", 400));
+        var (status, body) = await PostAsync("/v1/completions", $$"""{"prompt": "{{prompt}}"}""");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal("prompt", body.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task ClientThatDisconnectsMidStream_LeavesNoBlocksInUse()
+    {
+        int total = _engine.Stats.KvBlocksTotal;
+        using (var cts = new CancellationTokenSource())
+        {
+            using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = new StringContent("""{"prompt": "run on", "max_tokens": 200, "temperature": 0.8, "seed": 1, "stream": true}""", Encoding.UTF8, "application/json"),
+            };
+            using var response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            using var stream = await response.Content.ReadAsStreamAsync(cts.Token);
+            var first = new byte[64];
+            Assert.True(await stream.ReadAsync(first, cts.Token) > 0);
+            cts.Cancel();
+        }
+        // Whether the engine saw the cancellation or the tiny model finished first, nothing may
+        // stay allocated (cached prefix blocks count as free).
+        for (int i = 0; i < 200 && _engine.Stats.KvBlocksUsed > 0; i++) await Task.Delay(25);
+        Assert.Equal(0, _engine.Stats.KvBlocksUsed);
+        Assert.Equal(total, _engine.Stats.KvBlocksTotal);
+    }
+
+    [Fact]
+    public async Task Chat_WithoutAnyTemplate_IsRefusedWhileCompletionsWork()
+    {
+        await using var bare = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0" });
+        Assert.NotNull(bare.ChatUnavailableReason);
+        await bare.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(bare.Urls.First()) };
+        using var chat = await http.PostAsync("/v1/chat/completions", new StringContent("""{"messages": [{"role": "user", "content": "hi"}]}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, chat.StatusCode);
+        var error = JsonDocument.Parse(await chat.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("chat_template_missing", error.GetProperty("code").GetString());
+        Assert.Contains("chat template", error.GetProperty("message").GetString());
+        using var completion = await http.PostAsync("/v1/completions", new StringContent("""{"prompt": "hi", "max_tokens": 2}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
+    }
+}
