@@ -1,6 +1,7 @@
 // OpenAiServer.cs: the OpenAI-compatible HTTP API over one InferenceEngine (ASP.NET Core):
 //   GET  /health                 {"status": "ok"}
 //   GET  /v1/models              the served model
+//   GET  /metrics                the engine's counters in the Prometheus text format
 //   POST /v1/chat/completions    messages rendered with the model's chat template (or the one
 //                                the server was given); streamed as server-sent events with
 //                                "stream": true
@@ -74,6 +75,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         _app = builder.Build();
         _app.MapGet("/health", context => WriteJsonAsync(context, 200, w => w.WriteString("status", "ok")));
         _app.MapGet("/v1/models", ListModelsAsync);
+        _app.MapGet("/metrics", WriteMetricsAsync);
         _app.MapPost("/v1/chat/completions", context => HandleAsync(context, OpenAiEndpoint.ChatCompletions));
         _app.MapPost("/v1/completions", context => HandleAsync(context, OpenAiEndpoint.Completions));
         _app.MapFallback(context => WriteErrorAsync(context, 404, $"no route {context.Request.Method} {context.Request.Path}", "not_found_error", null, "not_found"));
@@ -115,6 +117,33 @@ public sealed class OpenAiServer : IAsyncDisposable
         w.WriteEndObject();
         w.WriteEndArray();
     });
+
+    // One snapshot of EngineStats as Prometheus gauges and counters (sharpinfer_ prefix).
+    private Task WriteMetricsAsync(HttpContext context)
+    {
+        var stats = _engine.Stats;
+        var text = new StringBuilder();
+        void Metric(string name, string type, string help, double value)
+        {
+            text.Append("# HELP sharpinfer_").Append(name).Append(' ').Append(help).Append('\n');
+            text.Append("# TYPE sharpinfer_").Append(name).Append(' ').Append(type).Append('\n');
+            text.Append("sharpinfer_").Append(name).Append(' ').Append(value.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
+        }
+        Metric("running_sequences", "gauge", "Sequences holding KV blocks.", stats.RunningSequences);
+        Metric("waiting_sequences", "gauge", "Requests waiting for admission.", stats.WaitingSequences);
+        Metric("kv_blocks_total", "gauge", "Blocks in the KV pool.", stats.KvBlocksTotal);
+        Metric("kv_blocks_used", "gauge", "KV blocks referenced by a sequence.", stats.KvBlocksUsed);
+        Metric("kv_blocks_cached", "gauge", "Free KV blocks that still hold a reusable prefix.", stats.KvBlocksCached);
+        Metric("preemptions_total", "counter", "Sequences preempted (recomputed later) when blocks ran out.", stats.Preemptions);
+        Metric("prefix_cache_query_tokens_total", "counter", "Prompt tokens looked up in the prefix cache.", stats.PrefixCacheQueryTokens);
+        Metric("prefix_cache_hit_tokens_total", "counter", "Prompt tokens reused from the prefix cache.", stats.PrefixCacheHitTokens);
+        Metric("prompt_tokens_computed_total", "counter", "Prompt positions run through the model.", stats.PromptTokensComputed);
+        Metric("generated_tokens_total", "counter", "Tokens generated.", stats.GeneratedTokens);
+        Metric("steps_total", "counter", "Engine steps (batched forwards).", stats.Steps);
+        Metric("requests_completed_total", "counter", "Requests finished (any reason).", stats.CompletedRequests);
+        context.Response.ContentType = "text/plain; version=0.0.4";
+        return context.Response.WriteAsync(text.ToString());
+    }
 
     private async Task HandleAsync(HttpContext context, OpenAiEndpoint endpoint)
     {

@@ -74,6 +74,22 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Metrics_CountWhatTheEngineDid()
+    {
+        var (status, _) = await PostAsync("/v1/completions", """{"prompt": "count me", "max_tokens": 3, "temperature": 0, "ignore_eos": true}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        string text = await _http.GetStringAsync("/metrics");
+        var values = text.Split('\n').Where(l => l.StartsWith("sharpinfer_", StringComparison.Ordinal))
+            .Select(l => l.Split(' ')).ToDictionary(p => p[0], p => double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
+        var stats = _engine.Stats;
+        Assert.Equal(stats.KvBlocksTotal, values["sharpinfer_kv_blocks_total"]);
+        Assert.Equal(stats.GeneratedTokens, values["sharpinfer_generated_tokens_total"]);
+        Assert.True(values["sharpinfer_generated_tokens_total"] >= 3);
+        Assert.True(values["sharpinfer_requests_completed_total"] >= 1);
+        Assert.Contains("# TYPE sharpinfer_steps_total counter", text);
+    }
+
+    [Fact]
     public async Task Completion_Greedy_EqualsTextGenerator_WithUsage()
     {
         var (status, body) = await PostAsync("/v1/completions", """{"model": "tiny", "prompt": "hello world", "max_tokens": 12, "temperature": 0}""");
