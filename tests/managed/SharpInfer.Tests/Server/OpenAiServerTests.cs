@@ -135,6 +135,19 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RepeatedPrefix_ReportsCachedPromptTokens()
+    {
+        string request = """{"prompt": "a shared system preamble that is long enough to fill whole KV blocks of sixteen tokens each", "max_tokens": 2, "temperature": 0}""";
+        var (_, first) = await PostAsync("/v1/completions", request);
+        var (_, second) = await PostAsync("/v1/completions", request);
+        Assert.Equal(0, first.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32());
+        int prompt = second.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        int cached = second.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32();
+        Assert.True(cached >= _engine.BlockSize && cached < prompt, $"{cached} of {prompt} prompt tokens cached");
+        Assert.Equal(first.GetProperty("choices")[0].GetProperty("text").GetString(), second.GetProperty("choices")[0].GetProperty("text").GetString());
+    }
+
+    [Fact]
     public async Task ConcurrentCompletions_EqualTheirOneAtATimeResults()
     {
         string[] prompts = ["a", "the cat sat on", "once upon a time there", "zz top"];
