@@ -41,6 +41,8 @@ public sealed record OpenAiServerOptions
     public string Url { get; init; } = "http://127.0.0.1:8000";
     /// <summary>Largest request body accepted.</summary>
     public long MaxRequestBytes { get; init; } = 16 << 20;
+    /// <summary>When set, every /v1 request must send "Authorization: Bearer KEY" (else 401).</summary>
+    public string? ApiKey { get; init; }
 }
 
 public sealed class OpenAiServer : IAsyncDisposable
@@ -73,6 +75,23 @@ public sealed class OpenAiServer : IAsyncDisposable
         builder.WebHost.UseUrls(_options.Url);
         builder.Logging.ClearProviders();
         _app = builder.Build();
+        if (_options.ApiKey is { Length: > 0 } key)
+        {
+            byte[] expected = Encoding.UTF8.GetBytes("Bearer " + key);
+            _app.Use(async (context, next) =>
+            {
+                if (context.Request.Path.StartsWithSegments("/v1") || context.Request.Path.StartsWithSegments("/metrics"))
+                {
+                    byte[] given = Encoding.UTF8.GetBytes(context.Request.Headers.Authorization.ToString());
+                    if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(given, expected))
+                    {
+                        await WriteErrorAsync(context, 401, "missing or wrong API key (send \"Authorization: Bearer KEY\")", "authentication_error", null, "invalid_api_key");
+                        return;
+                    }
+                }
+                await next(context);
+            });
+        }
         _app.MapGet("/health", context => WriteJsonAsync(context, 200, w => w.WriteString("status", "ok")));
         _app.MapGet("/v1/models", ListModelsAsync);
         _app.MapGet("/metrics", WriteMetricsAsync);

@@ -25,7 +25,11 @@ internal static class ServeCommand
         };
         var modelId = new Option<string?>("--model-id") { Description = "The model id clients see (default: the model file's name)." };
         var kvBlocks = new Option<int>("--kv-blocks") { Description = "Blocks in the KV pool (0: enough for four full-context sequences).", DefaultValueFactory = _ => 0 };
-        foreach (Option option in new Option[] { host, port, template, modelId, kvBlocks }) command.Options.Add(option);
+        var apiKey = new Option<string?>("--api-key")
+        {
+            Description = "Require \"Authorization: Bearer KEY\" on /v1 and /metrics (default: the SHARPINFER_API_KEY environment variable; none: open).",
+        };
+        foreach (Option option in new Option[] { host, port, template, modelId, kvBlocks, apiKey }) command.Options.Add(option);
 
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -43,6 +47,7 @@ internal static class ServeCommand
                     ModelChatTemplate = loaded.Checkpoint.ChatTemplate,
                     ChatTemplate = chatTemplate,
                     Url = $"http://{parse.GetValue(host)}:{portNumber}",
+                    ApiKey = parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SHARPINFER_API_KEY"),
                 });
                 await server.StartAsync(cancellationToken);
                 stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens, context {engine.MaxContext}) on {string.Join(", ", server.Urls)}");

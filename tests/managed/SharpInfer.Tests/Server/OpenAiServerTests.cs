@@ -220,6 +220,24 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ApiKey_IsRequiredOnTheApiButNotOnHealth()
+    {
+        await using var locked = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0", ApiKey = "s3cret" });
+        await locked.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(locked.Urls.First()) };
+        using (var health = await http.GetAsync("/health")) Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        using (var anonymous = await http.GetAsync("/v1/models"))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+            Assert.Equal("invalid_api_key", JsonDocument.Parse(await anonymous.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "wrong");
+        using (var wrong = await http.GetAsync("/metrics")) Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret");
+        using (var right = await http.GetAsync("/v1/models")) Assert.Equal(HttpStatusCode.OK, right.StatusCode);
+    }
+
+    [Fact]
     public async Task Chat_WithoutAnyTemplate_IsRefusedWhileCompletionsWork()
     {
         await using var bare = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0" });
