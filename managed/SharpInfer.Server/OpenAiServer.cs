@@ -43,6 +43,8 @@ public sealed record OpenAiServerOptions
     public long MaxRequestBytes { get; init; } = 16 << 20;
     /// <summary>When set, every /v1 request must send "Authorization: Bearer KEY" (else 401).</summary>
     public string? ApiKey { get; init; }
+    /// <summary>When set, one line per request: method, path, status, milliseconds.</summary>
+    public TextWriter? AccessLog { get; init; }
 }
 
 public sealed class OpenAiServer : IAsyncDisposable
@@ -75,6 +77,24 @@ public sealed class OpenAiServer : IAsyncDisposable
         builder.WebHost.UseUrls(_options.Url);
         builder.Logging.ClearProviders();
         _app = builder.Build();
+        if (_options.AccessLog is { } log)
+        {
+            var logLock = new object();
+            _app.Use(async (context, next) =>
+            {
+                long start = Stopwatch.GetTimestamp();
+                try
+                {
+                    await next(context);
+                }
+                finally
+                {
+                    string line = $"{DateTime.UtcNow:HH:mm:ss} {context.Request.Method} {context.Request.Path} {context.Response.StatusCode} " +
+                                  $"{Stopwatch.GetElapsedTime(start).TotalMilliseconds:F0} ms{(context.RequestAborted.IsCancellationRequested ? " (client gone)" : "")}";
+                    lock (logLock) log.WriteLine(line);
+                }
+            });
+        }
         if (_options.ApiKey is { Length: > 0 } key)
         {
             byte[] expected = Encoding.UTF8.GetBytes("Bearer " + key);

@@ -48,6 +48,7 @@ internal static class ServeCommand
                     ChatTemplate = chatTemplate,
                     Url = $"http://{parse.GetValue(host)}:{portNumber}",
                     ApiKey = parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SHARPINFER_API_KEY"),
+                    AccessLog = stderr,
                 });
                 await server.StartAsync(cancellationToken);
                 stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens, context {engine.MaxContext}) on {string.Join(", ", server.Urls)}");

@@ -222,7 +222,8 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     [Fact]
     public async Task ApiKey_IsRequiredOnTheApiButNotOnHealth()
     {
-        await using var locked = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0", ApiKey = "s3cret" });
+        var log = new StringWriter();
+        await using var locked = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0", ApiKey = "s3cret", AccessLog = log });
         await locked.StartAsync();
         using var http = new HttpClient { BaseAddress = new Uri(locked.Urls.First()) };
         using (var health = await http.GetAsync("/health")) Assert.Equal(HttpStatusCode.OK, health.StatusCode);
@@ -235,6 +236,11 @@ public sealed class OpenAiServerTests : IAsyncLifetime
         using (var wrong = await http.GetAsync("/metrics")) Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
         http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret");
         using (var right = await http.GetAsync("/v1/models")) Assert.Equal(HttpStatusCode.OK, right.StatusCode);
+        // One access-log line per request, with its status.
+        string[] lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, lines.Length);
+        Assert.Contains("GET /v1/models 401", lines[1]);
+        Assert.Contains("GET /v1/models 200", lines[3]);
     }
 
     [Fact]
