@@ -230,6 +230,12 @@ public sealed class OpenAiServer : IAsyncDisposable
             await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", null, "unsupported_value");
             return;
         }
+        catch (ChatTemplateException e)
+        {
+            // The template itself refused the conversation (e.g. roles it does not alternate).
+            await WriteErrorAsync(context, 400, $"the chat template cannot render these messages: {e.Message}", "invalid_request_error", "messages", "invalid_value");
+            return;
+        }
         catch (BadHttpRequestException e)
         {
             await WriteErrorAsync(context, e.StatusCode, e.Message, "invalid_request_error", null, "bad_request");
@@ -248,6 +254,11 @@ public sealed class OpenAiServer : IAsyncDisposable
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             // The client went away; the engine has already released the request.
+        }
+        catch (Exception e) when (!context.Response.HasStarted)
+        {
+            // A failure inside the engine (e.g. a native error): a readable 500, never a bare one.
+            await WriteErrorAsync(context, 500, e.Message, "server_error", null, "internal_error");
         }
     }
 

@@ -244,6 +244,20 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Chat_TheTemplateRefuses_Is400OnMessages()
+    {
+        await using var llama2 = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0", ChatTemplate = ChatTemplates.Llama2 });
+        await llama2.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(llama2.Urls.First()) };
+        using var response = await http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("messages", error.GetProperty("param").GetString());
+        Assert.Contains("alternate", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task Chat_WithoutAnyTemplate_IsRefusedWhileCompletionsWork()
     {
         await using var bare = new OpenAiServer(_engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0" });
