@@ -58,8 +58,20 @@ public sealed record OpenAiRequest
 
             if (Optional(root, "n") is { } n && (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int count) || count != 1))
                 throw new OpenAiRequestException("only n = 1 is supported", "n", "unsupported_value");
+            // Features SharpInfer does not have are refused, never silently ignored.
             if (chat && Optional(root, "tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
                 throw new OpenAiRequestException("tool calling is not supported", "tools", "unsupported_value");
+            if (chat && Optional(root, "functions") is not null)
+                throw new OpenAiRequestException("function calling is not supported", "functions", "unsupported_value");
+            if (Optional(root, "response_format") is { } format
+                && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+                throw new OpenAiRequestException("only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas)", "response_format", "unsupported_value");
+            if (!chat && Int(root, "best_of") is > 1)
+                throw new OpenAiRequestException("only best_of = 1 is supported", "best_of", "unsupported_value");
+            if (!chat && (Bool(root, "echo") ?? false))
+                throw new OpenAiRequestException("echo is not supported", "echo", "unsupported_value");
+            if (!chat && String(root, "suffix") is { Length: > 0 })
+                throw new OpenAiRequestException("suffix (insertion) is not supported", "suffix", "unsupported_value");
 
             var sampling = new SamplingParams
             {

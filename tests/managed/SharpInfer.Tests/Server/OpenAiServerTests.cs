@@ -172,6 +172,9 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     [InlineData("/v1/completions", """{"prompt": "hi", "stop": [""]}""", "stop", "invalid_type")]
     [InlineData("/v1/completions", """{"prompt": "hi", "logit_bias": {"x": 1}}""", "logit_bias", "invalid_type")]
     [InlineData("/v1/completions", """{"prompt": "hi" """, null, "invalid_json")]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}""", "response_format", "unsupported_value")]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}""", "tools", "unsupported_value")]
+    [InlineData("/v1/completions", """{"prompt": "hi", "echo": true}""", "echo", "unsupported_value")]
     public async Task BadRequest_Is400NamingTheParameter_AndQueuesNothing(string path, string json, string? param, string code)
     {
         long steps = _engine.Stats.Steps;
