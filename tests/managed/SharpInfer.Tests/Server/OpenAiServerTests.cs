@@ -148,6 +148,26 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sampling_WithASeed_IsReproducible_AndStopsEndTheText()
+    {
+        const string request = """{"prompt": "seeded", "max_tokens": 24, "temperature": 1.0, "top_k": 40, "seed": 1234, "ignore_eos": true}""";
+        var (_, a) = await PostAsync("/v1/completions", request);
+        var (_, b) = await PostAsync("/v1/completions", request);
+        string text = a.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        Assert.Equal(text, b.GetProperty("choices")[0].GetProperty("text").GetString());
+        var (_, other) = await PostAsync("/v1/completions", request.Replace("1234", "99"));
+        Assert.NotEqual(text, other.GetProperty("choices")[0].GetProperty("text").GetString());
+
+        // A stop string taken from the seeded text ends the completion just before it.
+        Assert.True(text.Length >= 6, $"seeded text too short: '{text}'");
+        string stop = text.Substring(3, 3);
+        var (_, stopped) = await PostAsync("/v1/completions", request.Replace("\"ignore_eos\": true", $"\"ignore_eos\": true, \"stop\": {JsonSerializer.Serialize(stop)}"));
+        var choice = stopped.GetProperty("choices")[0];
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(text[..text.IndexOf(stop, StringComparison.Ordinal)], choice.GetProperty("text").GetString());
+    }
+
+    [Fact]
     public async Task ConcurrentCompletions_EqualTheirOneAtATimeResults()
     {
         string[] prompts = ["a", "the cat sat on", "once upon a time there", "zz top"];
