@@ -24,7 +24,9 @@
 //    the phase before, a few lines per inner step (the tile's V during its scores, the next
 //    tile's K and int8 scales during its scores/PV), so DRAM stays busy through both phases;
 //    only the first tile's K is fetched in a burst. (Prefetching only during the scores
-//    phase, a fixed number of keys ahead, left memory idle during PV: half the bandwidth.)
+//    phase, a fixed number of keys ahead, left memory idle during PV: half the bandwidth.
+//    Starting the next tile's K already during the scores, fewer kv heads per item and L2
+//    instead of L1 hints all measured slower or no faster.)
 // Split-K (flash-decoding). A sequence with q_len <= kSplitMaxQ and more than kSplitKeys
 // keys is split into ceil(context / kSplitKeys) key ranges of kSplitKeys keys; each range is
 // its own item writing a partial (unnormalized O, max, sum) per row to the caller's
