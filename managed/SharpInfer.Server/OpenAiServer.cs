@@ -207,7 +207,9 @@ public sealed class OpenAiServer : IAsyncDisposable
             if (prompt.Length > _engine.MaxContext)
                 throw new OpenAiRequestException($"the prompt has {prompt.Length} tokens, more than the model's context of {_engine.MaxContext} tokens",
                     chat ? "messages" : "prompt", "context_length_exceeded");
+            // Unset max tokens: completions 16, chat the rest of the context; either within the server's limit.
             int maxTokens = request.MaxTokens ?? (chat ? _engine.MaxContext - prompt.Length : OpenAiRequest.DefaultCompletionTokens);
+            if (request.MaxTokens is null && _engine.MaxTokensLimit > 0) maxTokens = Math.Min(maxTokens, _engine.MaxTokensLimit);
             if (maxTokens < 1)
                 throw new OpenAiRequestException($"the prompt's {prompt.Length} tokens leave no room in the model's context of {_engine.MaxContext}",
                     chat ? "messages" : "prompt", "context_length_exceeded");
@@ -222,7 +224,9 @@ public sealed class OpenAiServer : IAsyncDisposable
         catch (ArgumentException e)
         {
             // Sampling ranges and engine limits (context, KV pool): the runtime's own message.
-            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", ParamOf(e.Message, chat), "invalid_value");
+            // ArgumentException appends " (Parameter 'name')": the C# name means nothing to a client.
+            string message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            await WriteErrorAsync(context, 400, message, "invalid_request_error", ParamOf(message, chat), "invalid_value");
             return;
         }
         catch (NotSupportedException e)

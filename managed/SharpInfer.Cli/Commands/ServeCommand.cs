@@ -3,6 +3,7 @@
 using System.CommandLine;
 using SharpInfer.Chat;
 using SharpInfer.Engine;
+using SharpInfer.Llama;
 using SharpInfer.Server;
 
 namespace SharpInfer.Cli.Commands;
@@ -29,7 +30,25 @@ internal static class ServeCommand
         {
             Description = "Require \"Authorization: Bearer KEY\" on /v1 and /metrics (default: the SHARPINFER_API_KEY environment variable; none: open).",
         };
-        foreach (Option option in new Option[] { host, port, template, modelId, kvBlocks, apiKey }) command.Options.Add(option);
+        var kvCache = new Option<string>("--kv-cache")
+        {
+            Description = "KV cache element type: f32 (exact), f16 or bf16 (half the memory), int8 (a quarter, per-token scales).",
+            DefaultValueFactory = _ => "f32",
+        };
+        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16", "int8");
+        var maxBatchTokens = new Option<int>("--max-batch-tokens")
+        {
+            Description = "Most tokens one engine step computes (decode rows plus prefill chunks; 0: the model's batch size). " +
+                          "Smaller keeps inter-token latency low while long prompts prefill.",
+            DefaultValueFactory = _ => 0,
+        };
+        var maxTokensLimit = new Option<int>("--max-tokens-limit")
+        {
+            Description = "Largest max_tokens a request may ask for (0: only the context bounds it).",
+            DefaultValueFactory = _ => 0,
+        };
+        foreach (Option option in new Option[] { host, port, template, modelId, kvBlocks, kvCache, maxBatchTokens, maxTokensLimit, apiKey })
+            command.Options.Add(option);
 
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -39,7 +58,20 @@ internal static class ServeCommand
                 if (portNumber is < 0 or > 65535) throw new ArgumentException($"--port must be 0..65535 (got {portNumber})");
                 string? chatTemplate = ResolveTemplate(parse.GetValue(template));  // before the (slow) load
                 using var loaded = common.Load(parse, stderr);
-                using var engine = new InferenceEngine(loaded.Model, loaded.Checkpoint.Tokenizer, new EngineOptions { KvBlocks = parse.GetValue(kvBlocks) });
+                var engineOptions = new EngineOptions
+                {
+                    KvBlocks = parse.GetValue(kvBlocks),
+                    KvCacheDType = parse.GetValue(kvCache) switch
+                    {
+                        "f16" => KvCacheDType.F16,
+                        "bf16" => KvCacheDType.BF16,
+                        "int8" => KvCacheDType.Int8,
+                        _ => KvCacheDType.F32,
+                    },
+                    MaxBatchTokens = parse.GetValue(maxBatchTokens),
+                    MaxTokensLimit = parse.GetValue(maxTokensLimit),
+                };
+                using var engine = new InferenceEngine(loaded.Model, loaded.Checkpoint.Tokenizer, engineOptions);
                 string id = parse.GetValue(modelId) ?? Path.GetFileNameWithoutExtension(loaded.Checkpoint.SourcePath.TrimEnd('/', '\\'));
                 await using var server = new OpenAiServer(engine, new OpenAiServerOptions
                 {
@@ -51,7 +83,8 @@ internal static class ServeCommand
                     AccessLog = stderr,
                 });
                 await server.StartAsync(cancellationToken);
-                stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens, context {engine.MaxContext}) on {string.Join(", ", server.Urls)}");
+                stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens in {parse.GetValue(kvCache)}, context {engine.MaxContext}) " +
+                                 $"on {string.Join(", ", server.Urls)}");
                 stdout.WriteLine("  POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health; Ctrl+C stops");
                 if (server.ChatUnavailableReason is { } why) stderr.WriteLine($"sharpinfer: chat completions are off: {why}");
                 stdout.Flush();

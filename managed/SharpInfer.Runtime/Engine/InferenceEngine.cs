@@ -84,6 +84,8 @@ public sealed class InferenceEngine : IDisposable
     public int BlockSize => _model.BlockSize;
     /// <summary>Most tokens one step computes.</summary>
     public int MaxBatchTokens => _scheduler.MaxBatchTokens;
+    /// <summary>Largest MaxTokens a request may ask for (EngineOptions.MaxTokensLimit; 0: only the context bounds it).</summary>
+    public int MaxTokensLimit => _options.MaxTokensLimit;
 
     /// <summary>The latest counters (updated after every step).</summary>
     public EngineStats Stats => Volatile.Read(ref _stats);

@@ -210,6 +210,25 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MaxTokensLimit_BoundsTheDefaultAndRefusesMore()
+    {
+        using var engine = new InferenceEngine(_model, _checkpoint.Tokenizer, new EngineOptions { MaxTokensLimit = 5 });
+        await using var limited = new OpenAiServer(engine, new OpenAiServerOptions { ModelId = "tiny", Url = "http://127.0.0.1:0", ChatTemplate = ChatTemplates.ChatML });
+        await limited.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(limited.Urls.First()) };
+        using var chat = await http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"messages": [{"role": "user", "content": "hi"}], "ignore_eos": true}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
+        var usage = JsonDocument.Parse(await chat.Content.ReadAsStringAsync()).RootElement.GetProperty("usage");
+        Assert.Equal(5, usage.GetProperty("completion_tokens").GetInt32());  // the default, bounded by the limit
+        using var tooMany = await http.PostAsync("/v1/completions", new StringContent("""{"prompt": "hi", "max_tokens": 6}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        var error = JsonDocument.Parse(await tooMany.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("max_tokens", error.GetProperty("param").GetString());
+        Assert.DoesNotContain("Parameter '", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task PromptOverTheContext_IsContextLengthExceeded()
     {
         string prompt = string.Concat(Enumerable.Repeat("word ", 400));
