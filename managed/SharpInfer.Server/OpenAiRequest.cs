@@ -39,7 +39,8 @@ public sealed record OpenAiRequest
     /// <summary>Completions default to 16 tokens (as OpenAI's); chat runs to the end of the context.</summary>
     public const int DefaultCompletionTokens = 16;
 
-    public static OpenAiRequest Parse(ReadOnlySpan<byte> body, OpenAiEndpoint endpoint)
+    /// <summary>The body as a JSON object, or an OpenAiRequestException (invalid_json, or not an object).</summary>
+    public static JsonDocument ParseObject(ReadOnlySpan<byte> body)
     {
         JsonDocument document;
         try
@@ -50,10 +51,19 @@ public sealed record OpenAiRequest
         {
             throw new OpenAiRequestException($"the request body is not valid JSON: {e.Message}", null, "invalid_json");
         }
-        using (document)
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            document.Dispose();
+            throw new OpenAiRequestException("the request body must be a JSON object");
+        }
+        return document;
+    }
+
+    public static OpenAiRequest Parse(ReadOnlySpan<byte> body, OpenAiEndpoint endpoint)
+    {
+        using (var document = ParseObject(body))
         {
             var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw new OpenAiRequestException("the request body must be a JSON object");
             bool chat = endpoint == OpenAiEndpoint.ChatCompletions;
 
             if (Optional(root, "n") is { } n && (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int count) || count != 1))

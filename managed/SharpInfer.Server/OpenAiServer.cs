@@ -2,6 +2,8 @@
 //   GET  /health                 {"status": "ok"}
 //   GET  /v1/models              the served model
 //   GET  /metrics                the engine's counters in the Prometheus text format
+//   POST /tokenize, /detokenize  token ids of a prompt (or chat messages, templated) and back,
+//                                as vLLM names them, so clients can count tokens
 //   POST /v1/chat/completions    messages rendered with the model's chat template (or the one
 //                                the server was given); streamed as server-sent events with
 //                                "stream": true
@@ -115,6 +117,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         _app.MapGet("/health", context => WriteJsonAsync(context, 200, w => w.WriteString("status", "ok")));
         _app.MapGet("/v1/models", ListModelsAsync);
         _app.MapGet("/metrics", WriteMetricsAsync);
+        _app.MapPost("/tokenize", TokenizeAsync);
+        _app.MapPost("/detokenize", DetokenizeAsync);
         _app.MapPost("/v1/chat/completions", context => HandleAsync(context, OpenAiEndpoint.ChatCompletions));
         _app.MapPost("/v1/completions", context => HandleAsync(context, OpenAiEndpoint.Completions));
         _app.MapFallback(context => WriteErrorAsync(context, 404, $"no route {context.Request.Method} {context.Request.Path}", "not_found_error", null, "not_found"));
@@ -156,6 +160,73 @@ public sealed class OpenAiServer : IAsyncDisposable
         w.WriteEndObject();
         w.WriteEndArray();
     });
+
+    // {"prompt": text} or {"messages": [...]} (rendered with the chat template) -> token ids.
+    private async Task TokenizeAsync(HttpContext context)
+    {
+        int[] tokens;
+        try
+        {
+            byte[] body = await ReadBodyAsync(context.Request, _options.MaxRequestBytes, context.RequestAborted);
+            bool chat;
+            using (var document = OpenAiRequest.ParseObject(body)) chat = document.RootElement.TryGetProperty("messages", out _);
+            if (chat)
+            {
+                var request = OpenAiRequest.Parse(body, OpenAiEndpoint.ChatCompletions);
+                if (_chat is null) throw new OpenAiRequestException(_chatUnavailable!, "messages", "chat_template_missing");
+                tokens = _chat.EncodePrompt(request.Messages!);
+            }
+            else
+            {
+                var request = OpenAiRequest.Parse(body, OpenAiEndpoint.Completions);
+                tokens = _engine.Tokenizer.Encode(request.Prompt!, _engine.Tokenizer.AddBosToken);
+            }
+        }
+        catch (OpenAiRequestException e)
+        {
+            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", e.Param, e.Code);
+            return;
+        }
+        catch (Exception e) when (e is NotSupportedException or ChatTemplateException)
+        {
+            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", "messages", "invalid_value");
+            return;
+        }
+        await WriteJsonAsync(context, 200, w =>
+        {
+            w.WriteStartArray("tokens");
+            foreach (int id in tokens) w.WriteNumberValue(id);
+            w.WriteEndArray();
+            w.WriteNumber("count", tokens.Length);
+            w.WriteNumber("max_model_len", _engine.MaxContext);
+        });
+    }
+
+    // {"tokens": [ids]} -> {"prompt": text} (special tokens kept).
+    private async Task DetokenizeAsync(HttpContext context)
+    {
+        var ids = new List<int>();
+        try
+        {
+            byte[] body = await ReadBodyAsync(context.Request, _options.MaxRequestBytes, context.RequestAborted);
+            using var document = OpenAiRequest.ParseObject(body);
+            if (!document.RootElement.TryGetProperty("tokens", out var tokens) || tokens.ValueKind != JsonValueKind.Array)
+                throw new OpenAiRequestException("tokens is required (an array of token ids)", "tokens", "missing_required_parameter");
+            foreach (var t in tokens.EnumerateArray())
+            {
+                if (t.ValueKind != JsonValueKind.Number || !t.TryGetInt32(out int id) || (uint)id >= (uint)_engine.VocabSize)
+                    throw new OpenAiRequestException($"tokens must be ids in [0, {_engine.VocabSize})", "tokens", "invalid_value");
+                ids.Add(id);
+            }
+        }
+        catch (OpenAiRequestException e)
+        {
+            await WriteErrorAsync(context, 400, e.Message, "invalid_request_error", e.Param, e.Code);
+            return;
+        }
+        string text = _engine.Tokenizer.Decode(ids, skipSpecial: false);
+        await WriteJsonAsync(context, 200, w => w.WriteString("prompt", text));
+    }
 
     // One snapshot of EngineStats as Prometheus gauges and counters (sharpinfer_ prefix).
     private Task WriteMetricsAsync(HttpContext context)

@@ -90,6 +90,29 @@ public sealed class OpenAiServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Tokenize_CountsWhatCompletionsBill_AndDetokenizeRoundTrips()
+    {
+        var (status, tokens) = await PostAsync("/tokenize", """{"prompt": "hello world"}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var ids = tokens.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
+        Assert.Equal(_checkpoint.Tokenizer.Encode("hello world", _checkpoint.Tokenizer.AddBosToken), ids);
+        Assert.Equal(ids.Length, tokens.GetProperty("count").GetInt32());
+        var (_, completion) = await PostAsync("/v1/completions", """{"prompt": "hello world", "max_tokens": 1}""");
+        Assert.Equal(ids.Length, completion.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        var (_, chat) = await PostAsync("/tokenize", """{"messages": [{"role": "user", "content": "hi"}]}""");
+        var (_, chatCompletion) = await PostAsync("/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}""");
+        Assert.Equal(chat.GetProperty("count").GetInt32(), chatCompletion.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        var withoutBos = ids.Where(id => id != _checkpoint.Tokenizer.BosId).ToArray();
+        var (_, text) = await PostAsync("/detokenize", $$"""{"tokens": [{{string.Join(", ", withoutBos)}}]}""");
+        Assert.Equal("hello world", text.GetProperty("prompt").GetString());
+        var (bad, error) = await PostAsync("/detokenize", """{"tokens": [-1]}""");
+        Assert.Equal(HttpStatusCode.BadRequest, bad);
+        Assert.Equal("tokens", error.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
     public async Task Completion_Greedy_EqualsTextGenerator_WithUsage()
     {
         var (status, body) = await PostAsync("/v1/completions", """{"model": "tiny", "prompt": "hello world", "max_tokens": 12, "temperature": 0}""");
