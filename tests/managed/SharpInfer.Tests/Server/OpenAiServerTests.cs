@@ -16,6 +16,8 @@ namespace SharpInfer.Tests.Server;
 
 public sealed class OpenAiServerTests : IAsyncLifetime
 {
+    // Random weights; with this seed the test conversations produce text rather than ending at once.
+    private const int Seed = 1;
     private readonly string _path = Path.Combine(Path.GetTempPath(), $"si-server-{Guid.NewGuid():N}.gguf");
     private ModelCheckpoint _checkpoint = null!;
     private ComputeBackend _backend = null!;
@@ -26,7 +28,7 @@ public sealed class OpenAiServerTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        SyntheticModel.Write(_path, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.F32, seed: 5);
+        SyntheticModel.Write(_path, SyntheticModel.Tiny, SharpInfer.Models.Gguf.GgmlType.F32, seed: Seed);
         _checkpoint = ModelLoader.Load(_path);
         _backend = ComputeBackend.Open(BackendKind.Cpu, threads: 2);
         _model = new LlamaModel(_checkpoint, _backend);
@@ -136,6 +138,7 @@ public sealed class OpenAiServerTests : IAsyncLifetime
         string content = whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
         int completionTokens = whole.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
         Assert.Equal(10, completionTokens);  // ignore_eos: the whole budget
+        Assert.True(content.Length > 0, "the conversation should produce text on the tiny model");
 
         using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
         {
@@ -188,6 +191,38 @@ public sealed class OpenAiServerTests : IAsyncLifetime
         var choice = stopped.GetProperty("choices")[0];
         Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
         Assert.Equal(text[..text.IndexOf(stop, StringComparison.Ordinal)], choice.GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task TheOfficialOpenAiClient_ChatsAndStreams()
+    {
+        // The OpenAI .NET SDK pointed at the server: what C# services would use. The random tiny
+        // model ends some conversations at once, so take the first one that yields text.
+        string? user = null, want = null;
+        int wantTokens = 0;
+        foreach (string candidate in new[] { "tell a story", "hello there", "once upon a time", "what is two plus two", "abc", "the quick brown fox" })
+        {
+            var (_, raw) = await PostAsync("/v1/chat/completions",
+                $$"""{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "{{candidate}}"}], "temperature": 0, "max_completion_tokens": 8}""");
+            string content = raw.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+            if (content.Length == 0) continue;
+            (user, want, wantTokens) = (candidate, content, raw.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            break;
+        }
+        Assert.True(want is not null, "no candidate conversation produced text on the tiny model");
+
+        var client = new OpenAI.Chat.ChatClient("tiny", new System.ClientModel.ApiKeyCredential("unused"),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_http.BaseAddress!, "/v1") });
+        var options = new OpenAI.Chat.ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 8 };
+        OpenAI.Chat.ChatMessage[] messages = [new OpenAI.Chat.SystemChatMessage("be brief"), new OpenAI.Chat.UserChatMessage(user)];
+        var completion = (await client.CompleteChatAsync(messages, options)).Value;
+        Assert.Equal(want, completion.Content[0].Text);
+        Assert.Equal(wantTokens, completion.Usage.OutputTokenCount);
+
+        var streamed = new StringBuilder();
+        await foreach (var update in client.CompleteChatStreamingAsync(messages, options))
+            foreach (var part in update.ContentUpdate) streamed.Append(part.Text);
+        Assert.Equal(want, streamed.ToString());
     }
 
     [Fact]
