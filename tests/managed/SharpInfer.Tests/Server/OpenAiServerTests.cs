@@ -5,6 +5,10 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using SharpInfer.Backends;
 using SharpInfer.Chat;
 using SharpInfer.Engine;
@@ -355,6 +359,26 @@ public sealed class OpenAiServerTests : IAsyncLifetime
         var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
         Assert.Equal("messages", error.GetProperty("param").GetString());
         Assert.Contains("alternate", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task MapOpenAiApi_AddsTheApiToYourOwnApplication_UnderAPrefix()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        await using var app = builder.Build();
+        app.MapGet("/", () => "my service");
+        var api = app.MapGroup("/llm").MapOpenAiApi(_engine, new OpenAiServerOptions { ModelId = "tiny" });
+        Assert.NotNull(api.ChatUnavailableReason);  // no template given, and the model has none
+        await app.StartAsync();
+        string address = ((IServer)app.Services.GetService(typeof(IServer))!).Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        using var http = new HttpClient { BaseAddress = new Uri(address) };
+        Assert.Equal("my service", await http.GetStringAsync("/"));
+        using var response = await http.PostAsync("/llm/v1/completions", new StringContent("""{"prompt": "hello world", "max_tokens": 5, "temperature": 0}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        string text = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        Assert.Equal(Greedy("hello world", 5).Text, text);
+        await app.StopAsync();
     }
 
     [Fact]
