@@ -83,9 +83,31 @@ internal static class ServeCommand
                     AccessLog = stderr,
                 });
                 await server.StartAsync(cancellationToken);
-                stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens in {parse.GetValue(kvCache)}, context {engine.MaxContext}) " +
-                                 $"on {string.Join(", ", server.Urls)}");
-                stdout.WriteLine("  POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health; Ctrl+C stops");
+                if (parse.GetValue(common.Json))
+                {
+                    // One line a script can read to find the server (e.g. the port chosen for --port 0).
+                    using var buffer = new MemoryStream();
+                    using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("model", id);
+                        w.WriteStartArray("urls");
+                        foreach (string url in server.Urls) w.WriteStringValue(url);
+                        w.WriteEndArray();
+                        w.WriteNumber("context", engine.MaxContext);
+                        w.WriteNumber("kv_blocks", engine.KvBlocks);
+                        w.WriteNumber("block_size", engine.BlockSize);
+                        w.WriteBoolean("chat", server.ChatUnavailableReason is null);
+                        w.WriteEndObject();
+                    }
+                    stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+                }
+                else
+                {
+                    stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens in {parse.GetValue(kvCache)}, context {engine.MaxContext}) " +
+                                     $"on {string.Join(", ", server.Urls)}");
+                    stdout.WriteLine("  POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health; Ctrl+C stops");
+                }
                 if (server.ChatUnavailableReason is { } why) stderr.WriteLine($"sharpinfer: chat completions are off: {why}");
                 stdout.Flush();
                 try
