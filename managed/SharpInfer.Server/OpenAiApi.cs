@@ -96,6 +96,16 @@ public sealed class OpenAiApi : IDisposable
         w.WriteEndArray();
     });
 
+    // The token ids the engine receives: chat messages through the template, a text prompt with
+    // the tokenizer's BOS policy.
+    private int[] EncodePrompt(OpenAiRequest request)
+    {
+        if (request.Endpoint == OpenAiEndpoint.Completions)
+            return _engine.Tokenizer.Encode(request.Prompt!, _engine.Tokenizer.AddBosToken);
+        if (_chat is null) throw new OpenAiRequestException(_chatUnavailable!, "messages", "chat_template_missing");
+        return _chat.EncodePrompt(request.Messages!);
+    }
+
     // {"prompt": text} or {"messages": [...]} (rendered with the chat template) -> token ids.
     private async Task TokenizeAsync(HttpContext context)
     {
@@ -103,19 +113,9 @@ public sealed class OpenAiApi : IDisposable
         try
         {
             byte[] body = await ReadBodyAsync(context.Request, _options.MaxRequestBytes, context.RequestAborted);
-            bool chat;
-            using (var document = OpenAiRequest.ParseObject(body)) chat = document.RootElement.TryGetProperty("messages", out _);
-            if (chat)
-            {
-                var request = OpenAiRequest.Parse(body, OpenAiEndpoint.ChatCompletions);
-                if (_chat is null) throw new OpenAiRequestException(_chatUnavailable!, "messages", "chat_template_missing");
-                tokens = _chat.EncodePrompt(request.Messages!);
-            }
-            else
-            {
-                var request = OpenAiRequest.Parse(body, OpenAiEndpoint.Completions);
-                tokens = _engine.Tokenizer.Encode(request.Prompt!, _engine.Tokenizer.AddBosToken);
-            }
+            using var document = OpenAiRequest.ParseObject(body);
+            var root = document.RootElement;
+            tokens = EncodePrompt(OpenAiRequest.Parse(root, root.TryGetProperty("messages", out _) ? OpenAiEndpoint.ChatCompletions : OpenAiEndpoint.Completions));
         }
         catch (OpenAiRequestException e)
         {
@@ -200,16 +200,7 @@ public sealed class OpenAiApi : IDisposable
         {
             byte[] body = await ReadBodyAsync(context.Request, _options.MaxRequestBytes, context.RequestAborted);
             request = OpenAiRequest.Parse(body, endpoint);
-            if (chat)
-            {
-                if (_chat is null) throw new OpenAiRequestException(_chatUnavailable!, "messages", "chat_template_missing");
-                prompt = _chat.EncodePrompt(request.Messages!);
-            }
-            else
-            {
-                var tokenizer = _engine.Tokenizer;
-                prompt = tokenizer.Encode(request.Prompt!, tokenizer.AddBosToken);
-            }
+            prompt = EncodePrompt(request);
             if (prompt.Length > _engine.MaxContext)
                 throw new OpenAiRequestException($"the prompt has {prompt.Length} tokens, more than the model's context of {_engine.MaxContext} tokens",
                     chat ? "messages" : "prompt", "context_length_exceeded");
@@ -443,8 +434,9 @@ public sealed class OpenAiApi : IDisposable
         }
         else
         {
+            string[] texts = [.. logprobs.Select(t => Text(t.TokenId))];  // decoded once: tokens and text_offset
             w.WriteStartArray("tokens");
-            foreach (var t in logprobs) w.WriteStringValue(Text(t.TokenId));
+            foreach (string text in texts) w.WriteStringValue(text);
             w.WriteEndArray();
             w.WriteStartArray("token_logprobs");
             foreach (var t in logprobs) w.WriteNumberValue(t.Logprob);
@@ -459,10 +451,10 @@ public sealed class OpenAiApi : IDisposable
             w.WriteEndArray();
             w.WriteStartArray("text_offset");
             int offset = 0;
-            foreach (var t in logprobs)
+            foreach (string text in texts)
             {
                 w.WriteNumberValue(offset);
-                offset += Text(t.TokenId).Length;
+                offset += text.Length;
             }
             w.WriteEndArray();
         }

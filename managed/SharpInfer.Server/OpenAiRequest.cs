@@ -61,75 +61,78 @@ public sealed record OpenAiRequest
 
     public static OpenAiRequest Parse(ReadOnlySpan<byte> body, OpenAiEndpoint endpoint)
     {
-        using (var document = ParseObject(body))
+        using var document = ParseObject(body);
+        return Parse(document.RootElement, endpoint);
+    }
+
+    /// <summary>A request from an already parsed JSON object.</summary>
+    public static OpenAiRequest Parse(JsonElement root, OpenAiEndpoint endpoint)
+    {
+        bool chat = endpoint == OpenAiEndpoint.ChatCompletions;
+
+        if (Optional(root, "n") is { } n && (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int count) || count != 1))
+            throw new OpenAiRequestException("only n = 1 is supported", "n", "unsupported_value");
+        // Features SharpInfer does not have are refused, never silently ignored.
+        if (chat && Optional(root, "tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+            throw new OpenAiRequestException("tool calling is not supported", "tools", "unsupported_value");
+        if (chat && Optional(root, "functions") is not null)
+            throw new OpenAiRequestException("function calling is not supported", "functions", "unsupported_value");
+        if (Optional(root, "response_format") is { } format
+            && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+            throw new OpenAiRequestException("only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas)", "response_format", "unsupported_value");
+        if (!chat && Int(root, "best_of") is > 1)
+            throw new OpenAiRequestException("only best_of = 1 is supported", "best_of", "unsupported_value");
+        if (!chat && (Bool(root, "echo") ?? false))
+            throw new OpenAiRequestException("echo is not supported", "echo", "unsupported_value");
+        if (!chat && String(root, "suffix") is { Length: > 0 })
+            throw new OpenAiRequestException("suffix (insertion) is not supported", "suffix", "unsupported_value");
+
+        var sampling = new SamplingParams
         {
-            var root = document.RootElement;
-            bool chat = endpoint == OpenAiEndpoint.ChatCompletions;
-
-            if (Optional(root, "n") is { } n && (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int count) || count != 1))
-                throw new OpenAiRequestException("only n = 1 is supported", "n", "unsupported_value");
-            // Features SharpInfer does not have are refused, never silently ignored.
-            if (chat && Optional(root, "tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-                throw new OpenAiRequestException("tool calling is not supported", "tools", "unsupported_value");
-            if (chat && Optional(root, "functions") is not null)
-                throw new OpenAiRequestException("function calling is not supported", "functions", "unsupported_value");
-            if (Optional(root, "response_format") is { } format
-                && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
-                throw new OpenAiRequestException("only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas)", "response_format", "unsupported_value");
-            if (!chat && Int(root, "best_of") is > 1)
-                throw new OpenAiRequestException("only best_of = 1 is supported", "best_of", "unsupported_value");
-            if (!chat && (Bool(root, "echo") ?? false))
-                throw new OpenAiRequestException("echo is not supported", "echo", "unsupported_value");
-            if (!chat && String(root, "suffix") is { Length: > 0 })
-                throw new OpenAiRequestException("suffix (insertion) is not supported", "suffix", "unsupported_value");
-
-            var sampling = new SamplingParams
-            {
-                Temperature = Float(root, "temperature") ?? 1.0f,
-                TopP = Float(root, "top_p") ?? 1.0f,
-                TopK = Int(root, "top_k") ?? 0,
-                MinP = Float(root, "min_p") ?? 0f,
-                PresencePenalty = Float(root, "presence_penalty") ?? 0f,
-                FrequencyPenalty = Float(root, "frequency_penalty") ?? 0f,
-                RepetitionPenalty = Float(root, "repetition_penalty") ?? 1.0f,
-                Seed = Optional(root, "seed") is { } seed ? Seed(seed) : null,
-                StopStrings = Stops(root),
-                LogitBias = LogitBias(root),
-                IgnoreEos = Bool(root, "ignore_eos") ?? false,
-            };
-            if (chat)
-            {
-                bool logprobs = Bool(root, "logprobs") ?? false;
-                int top = Int(root, "top_logprobs") ?? 0;
-                if (top > 0 && !logprobs) throw new OpenAiRequestException("top_logprobs needs logprobs: true", "top_logprobs");
-                sampling = sampling with { Logprobs = logprobs, TopLogprobs = top };
-            }
-            else if (Int(root, "logprobs") is int top)
-            {
-                sampling = sampling with { Logprobs = true, TopLogprobs = top };
-            }
-
-            int? maxTokens = Int(root, chat && root.TryGetProperty("max_completion_tokens", out _) ? "max_completion_tokens" : "max_tokens");
-            if (maxTokens is < 1) throw new OpenAiRequestException($"max tokens must be >= 1 (got {maxTokens})", "max_tokens");
-
-            bool stream = Bool(root, "stream") ?? false;
-            bool includeUsage = Optional(root, "stream_options") is { } options
-                && (options.ValueKind == JsonValueKind.Object ? Bool(options, "include_usage") ?? false
-                    : throw new OpenAiRequestException("stream_options must be an object", "stream_options"));
-
-            return new OpenAiRequest
-            {
-                Endpoint = endpoint,
-                Model = String(root, "model"),
-                Messages = chat ? ParseMessages(root) : null,
-                Prompt = chat ? null : String(root, "prompt") ?? throw new OpenAiRequestException("prompt is required (a string)", "prompt", "missing_required_parameter"),
-                Sampling = sampling,
-                MaxTokens = maxTokens,
-                Stream = stream,
-                IncludeUsage = includeUsage,
-                Priority = Int(root, "priority") ?? 0,
-            };
+            Temperature = Float(root, "temperature") ?? 1.0f,
+            TopP = Float(root, "top_p") ?? 1.0f,
+            TopK = Int(root, "top_k") ?? 0,
+            MinP = Float(root, "min_p") ?? 0f,
+            PresencePenalty = Float(root, "presence_penalty") ?? 0f,
+            FrequencyPenalty = Float(root, "frequency_penalty") ?? 0f,
+            RepetitionPenalty = Float(root, "repetition_penalty") ?? 1.0f,
+            Seed = Optional(root, "seed") is { } seed ? Seed(seed) : null,
+            StopStrings = Stops(root),
+            LogitBias = LogitBias(root),
+            IgnoreEos = Bool(root, "ignore_eos") ?? false,
+        };
+        if (chat)
+        {
+            bool logprobs = Bool(root, "logprobs") ?? false;
+            int top = Int(root, "top_logprobs") ?? 0;
+            if (top > 0 && !logprobs) throw new OpenAiRequestException("top_logprobs needs logprobs: true", "top_logprobs");
+            sampling = sampling with { Logprobs = logprobs, TopLogprobs = top };
         }
+        else if (Int(root, "logprobs") is int top)
+        {
+            sampling = sampling with { Logprobs = true, TopLogprobs = top };
+        }
+
+        int? maxTokens = Int(root, chat && root.TryGetProperty("max_completion_tokens", out _) ? "max_completion_tokens" : "max_tokens");
+        if (maxTokens is < 1) throw new OpenAiRequestException($"max tokens must be >= 1 (got {maxTokens})", "max_tokens");
+
+        bool stream = Bool(root, "stream") ?? false;
+        bool includeUsage = Optional(root, "stream_options") is { } options
+            && (options.ValueKind == JsonValueKind.Object ? Bool(options, "include_usage") ?? false
+                : throw new OpenAiRequestException("stream_options must be an object", "stream_options"));
+
+        return new OpenAiRequest
+        {
+            Endpoint = endpoint,
+            Model = String(root, "model"),
+            Messages = chat ? ParseMessages(root) : null,
+            Prompt = chat ? null : String(root, "prompt") ?? throw new OpenAiRequestException("prompt is required (a string)", "prompt", "missing_required_parameter"),
+            Sampling = sampling,
+            MaxTokens = maxTokens,
+            Stream = stream,
+            IncludeUsage = includeUsage,
+            Priority = Int(root, "priority") ?? 0,
+        };
     }
 
     private static JsonElement? Optional(JsonElement root, string name) =>

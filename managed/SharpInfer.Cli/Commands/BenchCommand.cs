@@ -51,19 +51,15 @@ internal static class BenchCommand
                 {
                     var settings = new EngineBenchSettings(inFlight, parse.GetValue(requests) ?? inFlight, parse.GetValue(promptLen), parse.GetValue(genLen), parse.GetValue(sharedPrefix));
                     settings.Validate();
-                    var loadClock = Stopwatch.StartNew();
                     using var engineModel = common.Load(parse, stderr);
-                    double engineLoadSeconds = loadClock.Elapsed.TotalSeconds;
                     var report = RunEngineAsync(engineModel, settings).GetAwaiter().GetResult();
-                    WriteEngineReport(report, engineModel, settings, engineLoadSeconds, parse.GetValue(common.Json), stdout);
+                    WriteEngineReport(report, engineModel, settings, parse.GetValue(common.Json), stdout);
                     return ExitCodes.Ok;
                 }
                 int nPrompt = parse.GetValue(promptTokens), nGen = parse.GetValue(genTokens), nRep = parse.GetValue(repeats);
                 if (nPrompt < 1 || nGen < 1 || nRep < 1) throw new ArgumentException("--prompt-tokens, --gen-tokens and --repeats must be >= 1");
                 var machine = parse.GetValue(limits) is { } limitsPath ? MachineLimits.Read(limitsPath) : null;  // before any work
-                var clock = Stopwatch.StartNew();
                 using var loaded = common.Load(parse, stderr);
-                double loadSeconds = clock.Elapsed.TotalSeconds;  // map, validate, repack, upload
                 var model = loaded.Model;
                 int vocab = model.VocabSize;
                 if (nPrompt + nGen > model.Config.MaxContext)
@@ -82,7 +78,7 @@ internal static class BenchCommand
                 for (int r = 0; r < nRep + 1; r++)  // the first round warms up and is dropped
                 {
                     cache.Clear();
-                    clock.Restart();
+                    var clock = Stopwatch.StartNew();
                     model.Forward(prompt, cache, logits);
                     double prefillSeconds = clock.Elapsed.TotalSeconds;
                     clock.Restart();
@@ -108,17 +104,15 @@ internal static class BenchCommand
 
                 if (parse.GetValue(common.Json))
                 {
-                    using var buffer = new MemoryStream();
-                    using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+                    CliJson.WriteObject(stdout, w =>
                     {
-                        w.WriteStartObject();
                         w.WriteString("model", loaded.Checkpoint.SourcePath);
                         w.WriteString("backend", loaded.Backend.Kind.ToString().ToLowerInvariant());
                         w.WriteNumber("threads", loaded.Backend.Threads);
                         w.WriteNumber("prompt_tokens", nPrompt);
                         w.WriteNumber("gen_tokens", nGen);
                         w.WriteNumber("repeats", nRep);
-                        w.WriteNumber("load_seconds", Math.Round(loadSeconds, 3));
+                        w.WriteNumber("load_seconds", Math.Round(loaded.LoadSeconds, 3));
                         w.WriteNumber("prefill_tokens_per_second", Math.Round(prefillRate, 2));
                         w.WriteNumber("decode_tokens_per_second", Math.Round(decodeRate, 2));
                         w.WriteNumber("weight_bytes", weightBytes);
@@ -133,15 +127,13 @@ internal static class BenchCommand
                             w.WriteNumber("peak_gflops", machine.Peak(peakName) ?? 0);
                             if (flopsUtilization is double mfu) w.WriteNumber("prefill_model_flops_utilization", Math.Round(mfu, 3));
                         }
-                        w.WriteEndObject();
-                    }
-                    stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+                    });
                 }
                 else
                 {
                     stdout.WriteLine($"model    {modelName}: {c.NumLayers} layers, hidden {c.HiddenSize}, vocab {c.VocabSize}, {weightBytes / 1e6:F1} MB of weights");
                     stdout.WriteLine($"backend  {loaded.Backend.Kind.ToString().ToLowerInvariant()}, {loaded.Backend.Threads} threads");
-                    stdout.WriteLine($"load     {loadSeconds,10:F2} s        (map, check, repack the weights)");
+                    stdout.WriteLine($"load     {loaded.LoadSeconds,10:F2} s        (map, check, repack the weights)");
                     stdout.WriteLine($"prefill  {prefillRate,10:F1} tokens/s  ({nPrompt} tokens, median of {nRep})");
                     stdout.WriteLine($"decode   {decodeRate,10:F1} tokens/s  ({nGen} steps, median of {nRep}; {weightGbPerSecond:F2} GB/s of weights)");
                     if (bandwidthUtilization is double mbu)
@@ -360,7 +352,7 @@ internal static class BenchCommand
         return (tokens, Stopwatch.GetElapsedTime(start, end).TotalSeconds);
     }
 
-    private static void WriteEngineReport(EngineBenchReport r, LoadedModel loaded, EngineBenchSettings s, double loadSeconds, bool json, TextWriter stdout)
+    private static void WriteEngineReport(EngineBenchReport r, LoadedModel loaded, EngineBenchSettings s, bool json, TextWriter stdout)
     {
         double requestsPerSecond = s.Requests / r.Seconds, tokensPerSecond = r.OutputTokens / r.Seconds;
         // Aggregate decode rate while every in-flight request decodes (no prefill in those steps).
@@ -371,10 +363,8 @@ internal static class BenchCommand
         double flopsPerToken = FlopsPerToken(loaded, s.PromptLength + s.GenLength / 2.0);
         if (json)
         {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            CliJson.WriteObject(stdout, w =>
             {
-                w.WriteStartObject();
                 w.WriteString("mode", "engine");
                 w.WriteString("model", loaded.Checkpoint.SourcePath);
                 w.WriteString("backend", loaded.Backend.Kind.ToString().ToLowerInvariant());
@@ -385,7 +375,7 @@ internal static class BenchCommand
                 w.WriteNumber("gen_len", s.GenLength);
                 w.WriteNumber("shared_prefix", s.SharedPrefix);
                 w.WriteNumber("kv_blocks", r.KvBlocks);
-                w.WriteNumber("load_seconds", Math.Round(loadSeconds, 3));
+                w.WriteNumber("load_seconds", Math.Round(loaded.LoadSeconds, 3));
                 w.WriteNumber("seconds", Math.Round(r.Seconds, 4));
                 w.WriteNumber("requests_per_second", Math.Round(requestsPerSecond, 3));
                 w.WriteNumber("output_tokens_per_second", Math.Round(tokensPerSecond, 2));
@@ -401,14 +391,12 @@ internal static class BenchCommand
                 w.WriteNumber("preemptions", r.Stats.Preemptions);
                 w.WriteNumber("decode_gflop_per_token", Math.Round(flopsPerToken / 1e9, 4));
                 w.WriteNumber("decode_gflops", Math.Round(decodePerSecond * flopsPerToken / 1e9, 2));
-                w.WriteEndObject();
-            }
-            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            });
             return;
         }
         var c = loaded.Model.Config;
         stdout.WriteLine($"model      {Path.GetFileName(loaded.Checkpoint.SourcePath.TrimEnd('/'))}: {c.NumLayers} layers, hidden {c.HiddenSize}, vocab {c.VocabSize}");
-        stdout.WriteLine($"backend    {loaded.Backend.Kind.ToString().ToLowerInvariant()}, {loaded.Backend.Threads} threads; model loaded in {loadSeconds:F2} s");
+        stdout.WriteLine($"backend    {loaded.Backend.Kind.ToString().ToLowerInvariant()}, {loaded.Backend.Threads} threads; model loaded in {loaded.LoadSeconds:F2} s");
         stdout.WriteLine($"workload   {s.Requests} requests, {s.Concurrency} in flight, prompt {s.PromptLength} (shared {s.SharedPrefix}), generate {s.GenLength}");
         stdout.WriteLine($"throughput {requestsPerSecond,10:F2} requests/s   {tokensPerSecond,10:F1} output tokens/s   ({r.Seconds:F2} s)");
         stdout.WriteLine($"decode     {decodePerSecond,10:F1} tokens/s with all {s.Concurrency} in flight decoding ({decodePerSecond * flopsPerToken / 1e9:F1} GFLOP/s at {flopsPerToken / 1e9:F2} GFLOP per token)");

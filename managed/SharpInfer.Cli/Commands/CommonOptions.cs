@@ -79,6 +79,7 @@ internal sealed class CommonOptions
     /// <summary>Opens the model named on the command line (or the default one).</summary>
     public LoadedModel Load(ParseResult parse, TextWriter log)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         string path = parse.GetValue(Model) ?? DefaultModel.Resolve(log);
         int threads = parse.GetValue(Threads);
         if (threads < 0) throw new ArgumentException($"--threads must be >= 0 (got {threads})");
@@ -107,7 +108,7 @@ internal sealed class CommonOptions
                 throw;
             }
             if (parse.GetValue(Verbose)) ReportSparseKernels(model, log);
-            return new LoadedModel(checkpoint, backend, model);
+            return new LoadedModel(checkpoint, backend, model, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         catch
         {
@@ -117,8 +118,9 @@ internal sealed class CommonOptions
     }
 }
 
-/// <summary>A checkpoint, the backend it runs on and the model runner over both.</summary>
-internal sealed record LoadedModel(ModelCheckpoint Checkpoint, ComputeBackend Backend, LlamaModel Model) : IDisposable
+/// <summary>A checkpoint, the backend it runs on and the model runner over both; LoadSeconds is
+/// what loading took (map, check, repack, upload).</summary>
+internal sealed record LoadedModel(ModelCheckpoint Checkpoint, ComputeBackend Backend, LlamaModel Model, double LoadSeconds) : IDisposable
 {
     public void Dispose()
     {

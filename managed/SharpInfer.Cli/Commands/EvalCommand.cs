@@ -69,10 +69,8 @@ internal static class EvalCommand
     {
         if (json)
         {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            CliJson.WriteObject(stdout, w =>
             {
-                w.WriteStartObject();
                 w.WriteString("model", model);
                 if (reference is not null) w.WriteString("reference", reference);
                 w.WriteString("text", textPath);
@@ -94,9 +92,7 @@ internal static class EvalCommand
                     w.WriteNumber("top1_agreement", r.Top1Agreement!.Value);
                     w.WriteNumber("top1_agreement_stderr", r.Top1StdErr!.Value);
                 }
-                w.WriteEndObject();
-            }
-            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            });
             return;
         }
         stdout.WriteLine($"model       {model}");

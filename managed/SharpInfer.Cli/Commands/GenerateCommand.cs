@@ -82,10 +82,8 @@ internal static class GenerateCommand
 
     private static void WriteJson(TextWriter stdout, GenerationResult result)
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        CliJson.WriteObject(stdout, w =>
         {
-            w.WriteStartObject();
             w.WriteString("text", result.Text);
             w.WriteStartArray("prompt_token_ids");
             foreach (int id in result.PromptTokens) w.WriteNumberValue(id);
@@ -103,8 +101,6 @@ internal static class GenerateCommand
             });
             w.WriteNumber("prefill_tokens_per_second", Math.Round(result.PrefillTokensPerSecond, 2));
             w.WriteNumber("decode_tokens_per_second", Math.Round(result.DecodeTokensPerSecond, 2));
-            w.WriteEndObject();
-        }
-        stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+        });
     }
 }

@@ -107,10 +107,8 @@ internal static class PruneCommand
         double achieved = total == 0 ? 0 : 1 - (double)nonZeros / total;
         if (json)
         {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            CliJson.WriteObject(stdout, w =>
             {
-                w.WriteStartObject();
                 w.WriteString("out", result.OutputDirectory);
                 w.WriteString("pattern", options.Pattern.Name());
                 w.WriteNumber("sparsity", options.Sparsity);
@@ -140,9 +138,7 @@ internal static class PruneCommand
                 w.WriteStartArray("notes");
                 foreach (string note in result.Notes) w.WriteStringValue(note);
                 w.WriteEndArray();
-                w.WriteEndObject();
-            }
-            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            });
             return;
         }
         stdout.WriteLine($"wrote {result.OutputDirectory} ({result.OutputBytes / 1e6:F2} MB of tensors): {options.Pattern.Name()}" +

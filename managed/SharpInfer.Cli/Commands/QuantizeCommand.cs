@@ -93,10 +93,8 @@ internal static class QuantizeCommand
     {
         if (json)
         {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            CliJson.WriteObject(stdout, w =>
             {
-                w.WriteStartObject();
                 w.WriteString("out", result.OutputDirectory);
                 w.WriteString("scheme", options.Scheme.Name());
                 w.WriteString("method", options.Method.Name());
@@ -130,9 +128,7 @@ internal static class QuantizeCommand
                 w.WriteStartArray("notes");
                 foreach (string note in result.Notes) w.WriteStringValue(note);
                 w.WriteEndArray();
-                w.WriteEndObject();
-            }
-            stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            });
             return;
         }
 

@@ -30,12 +30,11 @@ internal static class ServeCommand
         {
             Description = "Require \"Authorization: Bearer KEY\" on /v1 and /metrics (default: the SHARPINFER_API_KEY environment variable; none: open).",
         };
-        var kvCache = new Option<string>("--kv-cache")
+        var kvCache = new Option<KvCacheDType>("--kv-cache")
         {
             Description = "KV cache element type: f32 (exact), f16 or bf16 (half the memory), int8 (a quarter, per-token scales).",
-            DefaultValueFactory = _ => "f32",
+            DefaultValueFactory = _ => KvCacheDType.F32,
         };
-        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16", "int8");
         var maxBatchTokens = new Option<int>("--max-batch-tokens")
         {
             Description = "Most tokens one engine step computes (decode rows plus prefill chunks; 0: the model's batch size). " +
@@ -61,13 +60,7 @@ internal static class ServeCommand
                 var engineOptions = new EngineOptions
                 {
                     KvBlocks = parse.GetValue(kvBlocks),
-                    KvCacheDType = parse.GetValue(kvCache) switch
-                    {
-                        "f16" => KvCacheDType.F16,
-                        "bf16" => KvCacheDType.BF16,
-                        "int8" => KvCacheDType.Int8,
-                        _ => KvCacheDType.F32,
-                    },
+                    KvCacheDType = parse.GetValue(kvCache),
                     MaxBatchTokens = parse.GetValue(maxBatchTokens),
                     MaxTokensLimit = parse.GetValue(maxTokensLimit),
                 };
@@ -86,10 +79,8 @@ internal static class ServeCommand
                 if (parse.GetValue(common.Json))
                 {
                     // One line a script can read to find the server (e.g. the port chosen for --port 0).
-                    using var buffer = new MemoryStream();
-                    using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
+                    CliJson.WriteObject(stdout, w =>
                     {
-                        w.WriteStartObject();
                         w.WriteString("model", id);
                         w.WriteStartArray("urls");
                         foreach (string url in server.Urls) w.WriteStringValue(url);
@@ -98,13 +89,11 @@ internal static class ServeCommand
                         w.WriteNumber("kv_blocks", engine.KvBlocks);
                         w.WriteNumber("block_size", engine.BlockSize);
                         w.WriteBoolean("chat", server.ChatUnavailableReason is null);
-                        w.WriteEndObject();
-                    }
-                    stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+                    }, indented: false);
                 }
                 else
                 {
-                    stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens in {parse.GetValue(kvCache)}, context {engine.MaxContext}) " +
+                    stdout.WriteLine($"serving {id} ({engine.KvBlocks} KV blocks of {engine.BlockSize} tokens in {parse.GetValue(kvCache).ToString().ToLowerInvariant()}, context {engine.MaxContext}) " +
                                      $"on {string.Join(", ", server.Urls)}");
                     stdout.WriteLine("  POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health; Ctrl+C stops");
                 }
